@@ -1,0 +1,22 @@
+# spimflow: run one brain with `snakemake --configfile <sample.yaml> --cores N`.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# The demo config is the default only when no --configfile/--config is given, so a
+# user's config is never merged with the demo's keys.
+if not workflow.configfiles and not config:
+
+    configfile: "config/sample.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/ingest.smk"
+
+
+rule all:
+    input:
+        final_targets(),
+    default_target: True

@@ -1,0 +1,3 @@
+from spimflow.cli import main
+
+raise SystemExit(main())

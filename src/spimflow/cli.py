@@ -1,0 +1,88 @@
+"""``spimflow`` command line: schema, validate, demo, and the steps rules call."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from spimflow.errors import SpimflowError
+
+SCHEMA_PATH = Path("schemas/config.schema.json")
+
+
+def schema_text() -> str:
+    from spimflow.config import json_schema
+
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    text = schema_text()
+    if args.check:
+        current = Path(args.output).read_text() if Path(args.output).exists() else ""
+        if current != text:
+            print(f"{args.output} is out of date; run `spimflow schema -o {args.output}`", file=sys.stderr)
+            return 1
+        print(f"{args.output} is up to date")
+        return 0
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from spimflow.config import validate_config_file
+
+    cfg = validate_config_file(args.config, args.base)
+    chans = ", ".join(cfg.channels.all())
+    print(f"{args.config}: OK (sample {cfg.sample!r}; channels: {chans}; atlas: {cfg.atlas.format})")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from spimflow.demo import make_demo
+
+    info = make_demo(Path(args.out), preset=args.preset, seed=args.seed)
+    print(json.dumps(info, indent=2, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="spimflow", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("schema", help="write the JSON Schema of the sample config")
+    s.add_argument("-o", "--output", default=str(SCHEMA_PATH), help="file to write, or - for stdout")
+    s.add_argument("--check", action="store_true", help="exit 1 if the file differs from the models")
+    s.set_defaults(func=cmd_schema)
+
+    v = sub.add_parser("validate", help="check a sample config and its input files")
+    v.add_argument("config")
+    v.add_argument("--base", default=".", help="folder relative paths are taken from (the run's working directory)")
+    v.set_defaults(func=cmd_validate)
+
+    d = sub.add_parser("demo", help="write the synthetic demo atlas, sample and ground truth")
+    d.add_argument("--out", default="resources/demo")
+    d.add_argument("--preset", choices=["small", "large"], default="small")
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SpimflowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

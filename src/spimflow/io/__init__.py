@@ -1,0 +1,1 @@
+"""Readers and writers. Arrays are always (z, y, x) once they leave this package."""

@@ -1,0 +1,23 @@
+# Ingest: each channel's source (TIFF, pattern, folder, NRRD, MHD, Imaris, zarr)
+# -> results/<sample>/raw/<channel>.ome.zarr, streamed plane by plane.
+
+
+rule ingest:
+    input:
+        channel_source_inputs,
+    output:
+        directory(f"{SD}/raw/{{channel}}.ome.zarr"),
+    params:
+        task="ingest",
+        channel=lambda w: CFG.channels.all()[w.channel].model_dump(mode="json"),
+        ingest=CFG.ingest.model_dump(mode="json"),
+    wildcard_constraints:
+        channel="[A-Za-z0-9_]+",
+    log:
+        log_path("ingest_{channel}"),
+    benchmark:
+        bench_path("ingest_{channel}")
+    resources:
+        mem_mb=1000,
+    script:
+        TASK_SCRIPT
