@@ -14,9 +14,10 @@ if not workflow.configfiles and not config:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/ingest.smk"
+# (stage rule files are included here, one line each, in pipeline order)
 
 
 rule all:
     input:
-        final_targets(),
+        TARGETS,
     default_target: True

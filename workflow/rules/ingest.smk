@@ -21,3 +21,6 @@ rule ingest:
         mem_mb=1000,
     script:
         TASK_SCRIPT
+
+
+TARGETS += expand(f"{SD}/raw/{{channel}}.ome.zarr", channel=CHANNELS)
