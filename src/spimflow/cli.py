@@ -19,21 +19,31 @@ def schema_text() -> str:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    text = schema_text()
-    if args.check:
-        current = Path(args.output).read_text() if Path(args.output).exists() else ""
+    return _write_or_check(args.output, schema_text(), args.check, f"spimflow schema -o {args.output}")
+
+
+def _write_or_check(path: str, text: str, check: bool, regenerate: str) -> int:
+    if check:
+        current = Path(path).read_text() if Path(path).exists() else ""
         if current != text:
-            print(f"{args.output} is out of date; run `spimflow schema -o {args.output}`", file=sys.stderr)
+            print(f"{path} is out of date; run `{regenerate}`", file=sys.stderr)
             return 1
-        print(f"{args.output} is up to date")
+        print(f"{path} is up to date")
         return 0
-    if args.output == "-":
+    if path == "-":
         sys.stdout.write(text)
-    else:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(text)
-        print(f"wrote {args.output}")
+        return 0
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text)
+    print(f"wrote {path}")
     return 0
+
+
+def cmd_config_docs(args: argparse.Namespace) -> int:
+    from spimflow.config_docs import config_reference_markdown
+
+    return _write_or_check(args.output, config_reference_markdown(), args.check,
+                           f"spimflow config-docs -o {args.output}")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -61,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", default=str(SCHEMA_PATH), help="file to write, or - for stdout")
     s.add_argument("--check", action="store_true", help="exit 1 if the file differs from the models")
     s.set_defaults(func=cmd_schema)
+
+    c = sub.add_parser("config-docs", help="write the configuration reference (Markdown)")
+    c.add_argument("-o", "--output", default="docs/configuration.md", help="file to write, or - for stdout")
+    c.add_argument("--check", action="store_true", help="exit 1 if the file differs from the models")
+    c.set_defaults(func=cmd_config_docs)
 
     v = sub.add_parser("validate", help="check a sample config and its input files")
     v.add_argument("config")
