@@ -209,9 +209,11 @@ class AtlasConfig(StrictModel):
             _positive3(self.voxel_size, "atlas.voxel_size")
         if self.orientation is not None:
             try:
-                self.orientation = check_origin_code(self.orientation)
+                code = check_origin_code(self.orientation)
             except ConfigError as exc:
                 raise ValueError(str(exc)) from None
+            if code != self.orientation:  # assigning re-runs this validator (validate_assignment)
+                self.orientation = code
         return self
 
     def files(self, base: Path) -> list[Path]:

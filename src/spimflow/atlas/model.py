@@ -1,0 +1,199 @@
+"""The :class:`Atlas`: label volume, optional reference and hemisphere volumes, voxel size,
+orientation and ontology.
+
+Conventions:
+
+* Volumes are indexed (z, y, x) — "atlas voxels" — with voxel centres at integer
+  indices; ``voxel_size`` is (z, y, x) in µm.
+* ``orientation`` is the BrainGlobe origin code of those axes (``"asr"``: axis 0 runs
+  anterior→posterior, axis 1 superior→inferior, axis 2 right→left).
+* ``hemispheres`` uses BrainGlobe values: 1 = left, 2 = right, 0 = neither (outside).
+* The midline split (used when there is no hemisphere volume): along the l/r axis of
+  length ``n``, indices ``< n // 2`` belong to the side the orientation code names for
+  that axis (``r`` in ``"asr"``), the others to the opposite side, except that for odd
+  ``n`` the middle plane goes to the LEFT hemisphere (as BrainGlobe does).
+* ``offset``: the voxel of the original (uncropped) atlas that is voxel (0, 0, 0) here;
+  it changes only in :meth:`Atlas.crop_hemisphere`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+
+from spimflow.atlas.ontology import Ontology
+from spimflow.errors import ConfigError, InputFileError
+from spimflow.orientation import check_origin_code
+
+LEFT, RIGHT = 1, 2
+SIDE_VALUES = {"left": LEFT, "right": RIGHT}
+_LETTER_SIDE = {"l": LEFT, "r": RIGHT}
+
+
+def lr_axis(orientation: str) -> int:
+    """Index of the array axis that runs left↔right in a BrainGlobe origin code."""
+    code = check_origin_code(orientation)
+    return next(i for i, c in enumerate(code) if c in "lr")
+
+
+def midline_sides(n: int, orientation: str) -> np.ndarray:
+    """Hemisphere value (1 left / 2 right) of each index along the l/r axis of length ``n``
+    (see the module docstring for the midline rule)."""
+    code = check_origin_code(orientation)
+    start = _LETTER_SIDE[code[lr_axis(code)]]
+    end = RIGHT if start == LEFT else LEFT
+    sides = np.full(n, end, dtype=np.uint8)
+    sides[: n // 2] = start
+    if n % 2:
+        sides[n // 2] = LEFT
+    return sides
+
+
+def midline_hemispheres(shape: tuple[int, ...], orientation: str) -> np.ndarray:
+    """A full hemisphere volume (uint8, 1/2 everywhere) from the midline split."""
+    ax = lr_axis(orientation)
+    sides = midline_sides(int(shape[ax]), orientation)
+    view_shape = [1, 1, 1]
+    view_shape[ax] = shape[ax]
+    return np.broadcast_to(sides.reshape(view_shape), tuple(shape)).copy()
+
+
+def nearest_voxels(points: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 3) float voxel coordinates → (n, 3) int indices of the nearest voxel centre
+    (``floor(p + 0.5)``) and a mask of points inside the volume (NaN is outside)."""
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim == 1 and pts.size == 3:
+        pts = pts[None, :]
+    if pts.ndim != 2 or pts.shape[1] != 3:
+        raise ValueError(f"points must be an (n, 3) array of (z, y, x) atlas voxels, got shape {pts.shape}")
+    with np.errstate(invalid="ignore"):
+        idx = np.floor(pts + 0.5)
+        inside = np.all(np.isfinite(idx) & (idx >= 0) & (idx < np.asarray(shape)), axis=1)
+    idx = np.where(inside[:, None], idx, 0).astype(np.intp)
+    return idx, inside
+
+
+@dataclass(kw_only=True, eq=False)
+class Atlas:
+    """A reference atlas. All volumes share one (z, y, x) shape."""
+
+    annotation: np.ndarray
+    ontology: Ontology
+    voxel_size: tuple[float, float, float]
+    orientation: str
+    reference: np.ndarray | None = None
+    hemispheres: np.ndarray | None = None
+    name: str = "atlas"
+    offset: tuple[int, int, int] = (0, 0, 0)
+    source: str = field(default="", repr=False)
+
+    def __post_init__(self):
+        where = self.source or self.name
+        if self.annotation.ndim != 3:
+            raise InputFileError(f"{where}: annotation must be 3-D (z, y, x), got shape {self.annotation.shape}")
+        if self.annotation.dtype.kind not in "iu":
+            raise InputFileError(f"{where}: annotation must hold integer labels, got dtype {self.annotation.dtype}")
+        for what in ("reference", "hemispheres"):
+            vol = getattr(self, what)
+            if vol is not None and vol.shape != self.annotation.shape:
+                raise InputFileError(f"{where}: {what} shape {vol.shape} differs from annotation shape "
+                                     f"{self.annotation.shape}")
+        if self.hemispheres is not None:
+            if self.hemispheres.dtype.kind not in "iu" or self.hemispheres.max(initial=0) > 2 \
+                    or self.hemispheres.min(initial=0) < 0:
+                raise InputFileError(f"{where}: hemispheres must hold 0 (outside), 1 (left), 2 (right)")
+            self.hemispheres = self.hemispheres.astype(np.uint8, copy=False)
+        vs = tuple(float(v) for v in self.voxel_size)
+        if len(vs) != 3 or not all(np.isfinite(v) and v > 0 for v in vs):
+            raise ConfigError(f"{where}: voxel_size must be three positive numbers (z, y, x) µm, got {self.voxel_size}")
+        self.voxel_size = vs  # type: ignore[assignment]
+        self.orientation = check_origin_code(self.orientation)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.annotation.shape)  # type: ignore[return-value]
+
+    @property
+    def lr_axis(self) -> int:
+        return lr_axis(self.orientation)
+
+    def hemisphere_volume(self) -> np.ndarray:
+        """The hemisphere volume, or the midline split when the atlas has none."""
+        if self.hemispheres is not None:
+            return self.hemispheres
+        return midline_hemispheres(self.shape, self.orientation)
+
+    # -- lookups ----------------------------------------------------------------------
+    def region_at(self, points: np.ndarray) -> np.ndarray:
+        """Label of the nearest atlas voxel for each (z, y, x) point in atlas voxels; 0 for
+        points outside the volume."""
+        idx, inside = nearest_voxels(points, self.shape)
+        out = self.annotation[idx[:, 0], idx[:, 1], idx[:, 2]].astype(np.int64)
+        out[~inside] = 0
+        return out
+
+    def hemisphere_at(self, points: np.ndarray) -> np.ndarray:
+        """Hemisphere (1 left, 2 right, 0 outside) of the nearest voxel of each point; from
+        the midline split when the atlas has no hemisphere volume."""
+        idx, inside = nearest_voxels(points, self.shape)
+        if self.hemispheres is not None:
+            out = self.hemispheres[idx[:, 0], idx[:, 1], idx[:, 2]].astype(np.uint8)
+        else:
+            sides = midline_sides(self.shape[self.lr_axis], self.orientation)
+            out = sides[idx[:, self.lr_axis]]
+        out[~inside] = 0
+        return out
+
+    def unknown_labels(self) -> dict[int, int]:
+        """Labels in the annotation that are not ontology ids → voxel count, sorted by label.
+        Label 0 (background) is never reported."""
+        known = self.ontology.contains(self.annotation)
+        strays = self.annotation[~known]
+        strays = strays[strays != 0]
+        labels, counts = np.unique(strays, return_counts=True)
+        return {int(l): int(c) for l, c in zip(labels, counts)}
+
+    # -- derived atlases ------------------------------------------------------------------
+    def crop_hemisphere(self, side: Literal["left", "right"]) -> "Atlas":
+        """A new atlas holding one hemisphere.
+
+        Along the l/r axis the volume is cut at the far edge of that hemisphere's voxels
+        (the other axes and the outer margin are kept whole). Inside the crop, voxels not
+        of that hemisphere get annotation 0 and hemisphere 0; the reference image is kept
+        as is (no artificial edge for registration). Uses the hemisphere volume when
+        present, else the midline split. ``offset`` records where the crop starts.
+        """
+        if side not in SIDE_VALUES:
+            raise ConfigError(f"atlas.hemisphere: expected 'left' or 'right', got {side!r}")
+        value = SIDE_VALUES[side]
+        ax = self.lr_axis
+        n = self.shape[ax]
+        other_axes = tuple(i for i in range(3) if i != ax)
+        hemi = self.hemisphere_volume()
+        present = np.flatnonzero(np.any(hemi == value, axis=other_axes))
+        if present.size == 0:
+            raise InputFileError(f"{self.source or self.name}: no voxel of the {side} hemisphere "
+                                 f"(value {value}) in the hemisphere volume")
+        # Which end of the axis this hemisphere sits at: compare its mean position with the other's.
+        other = np.flatnonzero(np.any(hemi == (RIGHT if value == LEFT else LEFT), axis=other_axes))
+        at_start = present.mean() < (other.mean() if other.size else (n - 1) / 2)
+        lo, hi = (0, int(present.max()) + 1) if at_start else (int(present.min()), n)
+        sl = [slice(None)] * 3
+        sl[ax] = slice(lo, hi)
+        sl_t = tuple(sl)
+        hemi_c = hemi[sl_t]
+        keep = hemi_c == value
+        annotation = np.where(keep, self.annotation[sl_t], 0).astype(self.annotation.dtype)
+        hemispheres = np.where(keep, np.uint8(value), np.uint8(0)).astype(np.uint8)
+        reference = None if self.reference is None else self.reference[sl_t].copy()
+        offset = list(self.offset)
+        offset[ax] += lo
+        return replace(self, annotation=annotation, hemispheres=hemispheres, reference=reference,
+                       offset=tuple(offset), name=f"{self.name} ({side} hemisphere)")
+
+    def __repr__(self) -> str:
+        return (f"Atlas({self.name!r}, shape={self.shape}, voxel_size={self.voxel_size}, "
+                f"orientation={self.orientation!r}, reference={self.reference is not None}, "
+                f"hemispheres={self.hemispheres is not None}, {len(self.ontology)} regions)")
