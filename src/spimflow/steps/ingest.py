@@ -1,0 +1,80 @@
+"""Ingest: stream a channel's source volume into an OME-Zarr image.
+
+Slabs of ``chunks[0]`` z planes are read from a lazy reader (see
+:mod:`spimflow.io.readers`) and written to level 0, then the viewer pyramid is built
+from level 0, slab by slab. Peak memory is a few slabs (e.g. 16 planes of 2048×2048
+uint16 = 128 MiB), never the whole stack. Everything is written into a temporary
+sibling that is renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from spimflow.io.atomic import atomic_path
+from spimflow.io.omezarr import DEFAULT_CHUNKS, build_pyramid, create_ome_zarr
+
+log = logging.getLogger(__name__)
+
+
+def voxel_size_mismatch(configured: Sequence[float], found: Sequence[float] | None, rtol: float = 0.01) -> bool:
+    """True when a file header's (z, y, x) voxel size differs from the configured one by more than ``rtol``."""
+    if found is None:
+        return False
+    return not np.allclose(np.asarray(found, float), np.asarray(configured, float), rtol=rtol, atol=0)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def ingest_channel(reader: Any, out_path: str | Path, voxel_size: Sequence[float],
+                   chunks: Sequence[int] = DEFAULT_CHUNKS, n_levels: int = 4, name: str = "image", *,
+                   source: dict | None = None, orientation: Any = None) -> Path:
+    """Copy ``reader`` (a :class:`~spimflow.io.readers.VolumeReader`) into an OME-Zarr at ``out_path``.
+
+    ``voxel_size`` is (z, y, x) µm (the configured, authoritative value). ``source``
+    (the source config as JSON) and ``orientation`` are stored under
+    ``attrs["spimflow"]`` together with the reader's description, so the image says
+    where it came from. Returns ``out_path``. On any error nothing is left at
+    ``out_path`` (an older complete output there is kept).
+    """
+    out_path = Path(out_path)
+    shape = tuple(reader.shape)
+    extra = _jsonable({
+        "source": source if source is not None else {"format": reader.format, "path": str(reader.path)},
+        "reader": reader.describe(),
+        "voxel_size": list(voxel_size),
+        "orientation": orientation,
+    })
+    nbytes = reader.nbytes
+    t0 = time.perf_counter()
+    with atomic_path(out_path) as tmp:
+        level0 = create_ome_zarr(tmp, shape, reader.dtype, voxel_size, chunks, n_levels, name, extra)
+        slab = int(level0.chunks[0])
+        next_report = 0.1
+        for z0 in range(0, shape[0], slab):
+            z1 = min(z0 + slab, shape[0])
+            level0[z0:z1] = reader.read(z0, z1)
+            if z1 / shape[0] >= next_report:
+                log.info("%s: %d/%d planes (%.0f%%)", name, z1, shape[0], 100 * z1 / shape[0])
+                next_report += 0.1
+        t1 = time.perf_counter()
+        log.info("%s: level 0 %s %s written in %.1f s (%.0f MB/s)", name, shape, reader.dtype, t1 - t0,
+                 nbytes / 1e6 / max(t1 - t0, 1e-9))
+        build_pyramid(tmp, slab=slab)
+        log.info("%s: pyramid built in %.1f s", name, time.perf_counter() - t1)
+    return out_path
