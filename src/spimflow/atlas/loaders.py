@@ -55,6 +55,8 @@ def read_volume(path: str | Path, what: str = "volume") -> np.ndarray:
     except (lzma.LZMAError, tifffile.TiffFileError, RuntimeError, ValueError, OSError) as exc:
         raise InputFileError(f"{path}: cannot read {what}: {exc}") from None
     arr = np.asarray(arr)
+    if arr.size == 0:
+        raise InputFileError(f"{path}: cannot read {what}: the file holds no image data")
     if arr.ndim != 3:
         raise InputFileError(f"{path}: {what} must be a 3-D (z, y, x) volume, got shape {arr.shape}")
     return arr
