@@ -1,0 +1,511 @@
+"""Exact point transforms between raw sample voxels and atlas voxels.
+
+The chain (see ``docs/registration.md``)::
+
+    raw voxel (channel) --ResampleGrid--> resampled voxel (channel)
+        --[signal only, if channel correction] inverse correction affine-->
+    resampled voxel (autofluorescence) --elastix atlas transform--> atlas voxel
+
+Elastix was run with FIXED = resampled autofluorescence and MOVING = atlas reference,
+both with spacing = atlas voxel size and origin 0, so its transform maps fixed
+physical points to moving physical points: exactly sample → atlas. We evaluate that
+transform ourselves, vectorised, from the elastix ``TransformParameters`` maps
+(affine/Euler/similarity/translation and cubic B-spline, composed as elastix
+composes them); ``tests/test_transforms.py`` checks it against transformix. The way
+back (atlas → sample) inverts it by damped Newton iteration, not by a second
+registration.
+
+Elastix speaks physical (x, y, z); everything here is (z, y, x) and converts once at
+the edge (:func:`zyx_voxels_to_xyz_um` / :func:`xyz_um_to_zyx_voxels`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from spimflow.errors import InputFileError
+from spimflow.steps.resample import ResampleGrid
+
+log = logging.getLogger(__name__)
+
+ParameterMap = Mapping[str, Sequence[str]]
+CHUNK = 200_000  # points per vectorised step: bounded memory for millions of points
+
+
+# -- coordinate edges ----------------------------------------------------------------------
+
+def zyx_voxels_to_xyz_um(points: np.ndarray, voxel_size_zyx: Sequence[float]) -> np.ndarray:
+    """(n, 3) voxel (z, y, x) → elastix physical (x, y, z) µm (origin 0 = centre of voxel 0)."""
+    return (np.asarray(points, float) * np.asarray(voxel_size_zyx, float))[:, ::-1]
+
+
+def xyz_um_to_zyx_voxels(points: np.ndarray, voxel_size_zyx: Sequence[float]) -> np.ndarray:
+    return np.asarray(points, float)[:, ::-1] / np.asarray(voxel_size_zyx, float)
+
+
+# -- elastix parameter files ---------------------------------------------------------------
+
+_LINE = re.compile(r"^\s*\((\w+)\s+(.*)\)\s*(//.*)?$")
+
+
+def read_parameter_file(path: str | Path) -> dict[str, list[str]]:
+    """Parse an elastix parameter/transform-parameter text file into {key: [values]}."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"{path}: elastix parameter file not found")
+    out: dict[str, list[str]] = {}
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        s = line.split("//", 1)[0].strip() if not line.strip().startswith("(") else line.strip()
+        if not s or s.startswith("//"):
+            continue
+        m = _LINE.match(s)
+        if not m:
+            raise InputFileError(f"{path}:{lineno}: not an elastix '(Key value ...)' line: {line.strip()!r}")
+        out[m.group(1)] = [v.strip('"') for v in re.findall(r'"[^"]*"|\S+', m.group(2))]
+    return out
+
+
+def write_parameter_file(pmap: ParameterMap, path: str | Path) -> None:
+    """Write {key: [values]} in elastix's text format (numbers bare, everything else quoted)."""
+    lines = []
+    for key in sorted(pmap):
+        vals = []
+        for v in pmap[key]:
+            try:
+                float(v)
+                vals.append(str(v))
+            except ValueError:
+                vals.append(f'"{v}"')
+        lines.append(f"({key} {' '.join(vals)})")
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def _floats(pmap: ParameterMap, key: str) -> np.ndarray:
+    try:
+        return np.array([float(v) for v in pmap[key]], dtype=np.float64)
+    except KeyError:
+        raise InputFileError(f"elastix transform map has no {key!r} (transform {pmap.get('Transform')})") from None
+
+
+# -- elastix transforms, vectorised (physical x, y, z µm) ---------------------------------------
+
+class ElastixTransform:
+    """One elastix transform map: ``apply`` maps fixed physical points to moving ones."""
+
+    def apply(self, p: np.ndarray) -> np.ndarray:  # (n, 3) xyz µm
+        raise NotImplementedError
+
+    def jacobian(self, p: np.ndarray) -> np.ndarray:  # (n, 3, 3): d out_i / d in_j
+        raise NotImplementedError
+
+    @property
+    def is_linear(self) -> bool:
+        return False
+
+
+@dataclass
+class MatrixTransform(ElastixTransform):
+    """p ↦ A (p - c) + c + t (elastix/ITK MatrixOffsetTransformBase convention)."""
+
+    matrix: np.ndarray
+    translation: np.ndarray
+    center: np.ndarray
+
+    @property
+    def is_linear(self) -> bool:
+        return True
+
+    @property
+    def offset(self) -> np.ndarray:
+        return self.translation + self.center - self.matrix @ self.center
+
+    def apply(self, p):
+        return p @ self.matrix.T + self.offset
+
+    def jacobian(self, p):
+        return np.broadcast_to(self.matrix, (len(p), 3, 3))
+
+    def inverse(self) -> "MatrixTransform":
+        inv = np.linalg.inv(self.matrix)
+        return MatrixTransform(inv, -inv @ self.offset, np.zeros(3))
+
+
+def _euler_matrix(rx: float, ry: float, rz: float, zyx: bool) -> np.ndarray:
+    cx, sx, cy, sy, cz, sz = np.cos(rx), np.sin(rx), np.cos(ry), np.sin(ry), np.cos(rz), np.sin(rz)
+    Rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    Ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    Rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return Rz @ Ry @ Rx if zyx else Rz @ Rx @ Ry  # ITK Euler3DTransform
+
+
+def _versor_matrix(v: np.ndarray) -> np.ndarray:
+    x, y, z = v
+    w = np.sqrt(max(0.0, 1.0 - (x * x + y * y + z * z)))
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def _b3(t: np.ndarray) -> np.ndarray:
+    a = np.abs(t)
+    return np.where(a < 1, (4 - 6 * a ** 2 + 3 * a ** 3) / 6, np.where(a < 2, (2 - a) ** 3 / 6, 0.0))
+
+
+def _db3(t: np.ndarray) -> np.ndarray:
+    a, s = np.abs(t), np.sign(t)
+    return np.where(a < 1, (-12 * a + 9 * a ** 2) / 6, np.where(a < 2, -3 * (2 - a) ** 2 / 6, 0.0)) * s
+
+
+@dataclass
+class BSplineTransform(ElastixTransform):
+    """Cubic B-spline displacement on a control grid (elastix BSplineTransform /
+    RecursiveBSplineTransform): p ↦ p + Σ w(p) c. Outside the grid's valid region the
+    displacement is zero, as in ITK."""
+
+    origin: np.ndarray     # xyz
+    spacing: np.ndarray    # xyz
+    size: np.ndarray       # xyz (int)
+    direction: np.ndarray  # 3x3
+    coef: np.ndarray       # (3, Gz, Gy, Gx): displacement component (x, y, z) per control point
+
+    def _cindex(self, p):
+        return (p - self.origin) @ np.linalg.inv(self.direction).T / self.spacing
+
+    def _support(self, p, derivative: bool):
+        ci = self._cindex(p)
+        inside = np.all((ci >= 1.0) & (ci < self.size - 2.0), axis=1)
+        start = np.floor(ci).astype(np.int64) - 1
+        start = np.clip(start, 0, self.size - 4)
+        t = ci[:, :, None] - (start[:, :, None] + np.arange(4))  # (n, 3, 4)
+        w = _b3(t)
+        dw = _db3(t) if derivative else None
+        return inside, start, w, dw
+
+    def _gather(self, start, wx, wy, wz):
+        n = len(start)
+        out = np.zeros((n, 3))
+        gz, gy, gx = self.coef.shape[1:]
+        flat = self.coef.reshape(3, -1)
+        for k in range(4):
+            zk = (start[:, 2] + k) * gy * gx
+            for j in range(4):
+                zj = zk + (start[:, 1] + j) * gx
+                wzy = wz[:, k] * wy[:, j]
+                for i in range(4):
+                    idx = zj + start[:, 0] + i
+                    out += (wzy * wx[:, i])[:, None] * flat[:, idx].T
+        return out
+
+    def displacement(self, p):
+        inside, start, w, _ = self._support(p, False)
+        d = self._gather(start, w[:, 0], w[:, 1], w[:, 2])
+        d[~inside] = 0.0
+        return d
+
+    def apply(self, p):
+        return p + self.displacement(p)
+
+    def jacobian(self, p):
+        inside, start, w, dw = self._support(p, True)
+        J = np.empty((len(p), 3, 3))
+        for a in range(3):  # derivative along physical-grid axis a (x, y, z)
+            ws = [dw[:, b] if b == a else w[:, b] for b in range(3)]
+            J[:, :, a] = self._gather(start, *ws) / self.spacing[a]
+        J = J @ np.linalg.inv(self.direction)
+        J[~inside] = 0.0
+        return J + np.eye(3)
+
+
+def transform_from_map(pmap: ParameterMap) -> ElastixTransform:
+    """Build the transform an elastix TransformParameters map describes (3D only)."""
+    kind = pmap.get("Transform", ["?"])[0]
+    dim = int(pmap.get("FixedImageDimension", ["3"])[0])
+    if dim != 3:
+        raise InputFileError(f"elastix transform {kind}: only 3D transforms are supported, got dimension {dim}")
+    par = _floats(pmap, "TransformParameters")
+    center = _floats(pmap, "CenterOfRotationPoint") if "CenterOfRotationPoint" in pmap else np.zeros(3)
+    if kind == "AffineTransform":
+        return MatrixTransform(par[:9].reshape(3, 3), par[9:12], center)
+    if kind == "EulerTransform":
+        zyx = pmap.get("ComputeZYX", ["false"])[0] == "true"
+        return MatrixTransform(_euler_matrix(*par[:3], zyx), par[3:6], center)
+    if kind == "SimilarityTransform":
+        return MatrixTransform(par[6] * _versor_matrix(par[:3]), par[3:6], center)
+    if kind == "TranslationTransform":
+        return MatrixTransform(np.eye(3), par[:3], np.zeros(3))
+    if kind in ("BSplineTransform", "RecursiveBSplineTransform"):
+        order = int(pmap.get("BSplineTransformSplineOrder", ["3"])[0])
+        if order != 3 or pmap.get("UseCyclicTransform", ["false"])[0] == "true":
+            raise InputFileError(f"elastix {kind}: only cubic, non-cyclic B-splines are supported (order {order})")
+        size = _floats(pmap, "GridSize").astype(int)
+        direction = (_floats(pmap, "GridDirection").reshape(3, 3).T  # ITK writes it column-major
+                     if "GridDirection" in pmap else np.eye(3))
+        coef = par.reshape(3, size[2], size[1], size[0])
+        return BSplineTransform(_floats(pmap, "GridOrigin"), _floats(pmap, "GridSpacing"), size, direction, coef)
+    raise InputFileError(
+        f"elastix transform {kind!r} is not supported for exact point transforms; use AffineTransform, "
+        "EulerTransform, SimilarityTransform, TranslationTransform or BSplineTransform in your parameter files")
+
+
+@dataclass
+class ElastixChain:
+    """A sequence of elastix transform maps as elastix chains them: map ``k`` has map
+    ``k-1`` as its initial transform, so with ``HowToCombineTransforms Compose`` a
+    fixed point p goes to T_k(...T_1(T_0(p))); with ``Add``, displacements add."""
+
+    transforms: list[ElastixTransform]
+    combine: list[str] = field(default_factory=list)
+    maps: list[dict[str, list[str]]] = field(default_factory=list)
+
+    @classmethod
+    def from_maps(cls, maps: Iterable[ParameterMap]) -> "ElastixChain":
+        maps = [{k: list(v) for k, v in m.items()} for m in maps]
+        ts = [transform_from_map(m) for m in maps]
+        comb = [m.get("HowToCombineTransforms", ["Compose"])[0] for m in maps]
+        return cls(ts, comb, maps)
+
+    def write(self, folder: str | Path, stem: str) -> list[str]:
+        """Write ``<stem>.<k>.txt`` elastix TransformParameters files (atomically), chained
+        through ``InitialTransformParameterFileName`` by file name, so the elastix
+        command line ``transformix -tp <last file>`` run inside ``folder`` applies the whole
+        chain. Returns the file names in chain order."""
+        from spimflow.io.atomic import atomic_path
+
+        names = []
+        for k, m in enumerate(self.maps):
+            m = dict(m)
+            m["InitialTransformParameterFileName"] = [names[-1] if names else "NoInitialTransform"]
+            name = f"{stem}.{k}.txt"
+            with atomic_path(Path(folder) / name) as tmp:
+                write_parameter_file(m, tmp)
+            names.append(name)
+        return names
+
+    @classmethod
+    def from_files(cls, paths: Iterable[str | Path]) -> "ElastixChain":
+        return cls.from_maps(read_parameter_file(p) for p in paths)
+
+    def apply(self, p: np.ndarray) -> np.ndarray:
+        out = np.asarray(p, float)
+        for k, (t, how) in enumerate(zip(self.transforms, self.combine)):
+            if k == 0 or how == "Compose":
+                out = t.apply(out)
+            else:  # Add: T(x) = T_prev(x) + T_k(x) - x
+                out = out + t.apply(p) - p
+        return out
+
+    def jacobian(self, p: np.ndarray) -> np.ndarray:
+        cur = np.asarray(p, float)
+        J = np.broadcast_to(np.eye(3), (len(cur), 3, 3)).copy()
+        for k, (t, how) in enumerate(zip(self.transforms, self.combine)):
+            if k == 0 or how == "Compose":
+                J = t.jacobian(cur) @ J
+                cur = t.apply(cur)
+            else:
+                J = J + t.jacobian(p) - np.eye(3)
+                cur = cur + t.apply(p) - p
+        return J
+
+    def linear_part(self) -> MatrixTransform:
+        """The chain with every non-linear map dropped (a good start for inversion)."""
+        A, b = np.eye(3), np.zeros(3)
+        for t in self.transforms:
+            if isinstance(t, MatrixTransform):
+                A, b = t.matrix @ A, t.matrix @ b + t.offset
+        return MatrixTransform(A, b, np.zeros(3))
+
+    def inverse_apply(self, q: np.ndarray, tol: float = 1e-4, max_iter: int = 50) -> tuple[np.ndarray, np.ndarray]:
+        """Solve ``apply(p) = q`` by damped Newton iteration; returns (p, residual norm).
+
+        Starts from the inverse of the linear part. ``tol`` is in the same units as q
+        (µm); non-converged points keep their best estimate and a residual above tol.
+        """
+        q = np.asarray(q, float)
+        p = self.linear_part().inverse().apply(q)
+        if all(t.is_linear for t in self.transforms) and all(c == "Compose" for c in self.combine):
+            return p, np.linalg.norm(self.apply(p) - q, axis=1)
+        r = self.apply(p) - q
+        err = np.linalg.norm(r, axis=1)
+        active = err > tol
+        for _ in range(max_iter):
+            if not active.any():
+                break
+            pa, ra, ea = p[active], r[active], err[active]
+            J = self.jacobian(pa)
+            try:
+                step = np.linalg.solve(J, ra[:, :, None])[:, :, 0]
+            except np.linalg.LinAlgError:
+                step = np.einsum("nij,nj->ni", np.linalg.pinv(J), ra)
+            lam = np.ones(len(pa))
+            for _ in range(8):  # halve the step until the residual drops
+                cand = pa - lam[:, None] * step
+                rc = self.apply(cand) - q[active]
+                ec = np.linalg.norm(rc, axis=1)
+                worse = ec >= ea
+                if not worse.any():
+                    break
+                lam[worse] *= 0.5
+            better = ec < ea
+            idx = np.flatnonzero(active)
+            p[idx[better]], r[idx[better]], err[idx[better]] = cand[better], rc[better], ec[better]
+            active[idx] = (err[idx] > tol) & better
+        return p, err
+
+
+# -- the whole chain ----------------------------------------------------------------------------
+
+REGISTRATION_JSON = "registration.json"
+
+
+def _chunks(n: int, size: int = CHUNK):
+    for a in range(0, n, size):
+        yield slice(a, min(a + size, n))
+
+
+@dataclass
+class SampleAtlasTransform:
+    """Raw sample voxels ↔ atlas voxels for every channel, through resampling, the
+    optional channel correction and the elastix atlas transform.
+
+    * ``grids[channel]``: that channel's :class:`ResampleGrid` (raw → resampled voxels).
+    * ``atlas_chain``: elastix maps, autofluorescence resampled physical → atlas physical.
+    * ``correction``: channel → affine chain mapping autofluorescence resampled physical
+      to that channel's resampled physical (elastix fixed = autofluorescence, moving =
+      channel); a channel's points go through its *inverse* before the atlas transform.
+    """
+
+    atlas_voxel_size: tuple[float, float, float]
+    atlas_shape: tuple[int, int, int]
+    grids: dict[str, ResampleGrid]
+    atlas_chain: ElastixChain
+    correction: dict[str, ElastixChain] = field(default_factory=dict)
+    tolerance_voxels: float = 1e-4
+    chunk: int = CHUNK
+
+    @classmethod
+    def load(cls, registration_dir: str | Path) -> "SampleAtlasTransform":
+        """Build from a registration folder (``registration.json`` + transform files)."""
+        d = Path(registration_dir)
+        meta_path = d / REGISTRATION_JSON
+        if not meta_path.is_file():
+            raise InputFileError(f"{meta_path}: registration summary not found (run the register rule first)")
+        meta = json.loads(meta_path.read_text())
+        try:
+            grids = {ch: ResampleGrid.from_dict(g) for ch, g in meta["grids"].items()}
+            chain = ElastixChain.from_files(d / f for f in meta["atlas_transform"])
+            corr = {ch: ElastixChain.from_files(d / f for f in files)
+                    for ch, files in (meta.get("channel_correction") or {}).items()}
+            return cls(tuple(meta["atlas"]["voxel_size"]), tuple(meta["atlas"]["shape"]), grids, chain, corr)
+        except KeyError as exc:
+            raise InputFileError(f"{meta_path}: missing key {exc}; expected the output of spimflow's register step") from None
+
+    def save(self, registration_dir: str | Path, summary: dict | None = None) -> Path:
+        """Write the transform files and ``registration.json`` (last, atomically: a complete
+        json means a complete folder). ``summary`` adds further keys (scores, timings)."""
+        from spimflow.io.atomic import atomic_path
+
+        d = Path(registration_dir)
+        d.mkdir(parents=True, exist_ok=True)
+        meta = dict(summary or {})
+        meta.update({
+            "atlas": {"voxel_size": list(self.atlas_voxel_size), "shape": list(self.atlas_shape)},
+            "grids": {ch: g.to_dict() for ch, g in self.grids.items()},
+            "atlas_transform": self.atlas_chain.write(d, "atlas_transform"),
+            "channel_correction": {ch: c.write(d, f"correction_{ch}") for ch, c in self.correction.items()},
+            "convention": "points (z, y, x) voxels; voxel centres at integers; elastix fixed = resampled "
+                          "autofluorescence, moving = atlas reference, spacing = atlas voxel size, origin 0",
+        })
+        out = d / REGISTRATION_JSON
+        with atomic_path(out) as tmp:
+            tmp.write_text(json.dumps(meta, indent=2, default=_json_default) + "\n")
+        return out
+
+    def _grid(self, channel: str) -> ResampleGrid:
+        try:
+            return self.grids[channel]
+        except KeyError:
+            raise InputFileError(f"no resampling grid for channel {channel!r} in the registration "
+                                 f"(known: {', '.join(self.grids)})") from None
+
+    # resampled (per channel) <-> atlas ---------------------------------------------------
+    def _to_af_physical(self, r: np.ndarray, channel: str) -> np.ndarray:
+        p = zyx_voxels_to_xyz_um(r, self.atlas_voxel_size)
+        if channel in self.correction:
+            p, _ = self.correction[channel].inverse_apply(p)  # affine: exact closed form
+        return p
+
+    def _from_af_physical(self, p: np.ndarray, channel: str) -> np.ndarray:
+        if channel in self.correction:
+            p = self.correction[channel].apply(p)
+        return xyz_um_to_zyx_voxels(p, self.atlas_voxel_size)
+
+    def resampled_to_atlas(self, points: np.ndarray, channel: str = "autofluorescence") -> np.ndarray:
+        """(n, 3) resampled voxels of ``channel`` → atlas voxels (z, y, x)."""
+        pts = _as_points(points)
+        out = np.empty_like(pts)
+        for s in _chunks(len(pts), self.chunk):
+            q = self.atlas_chain.apply(self._to_af_physical(pts[s], channel))
+            out[s] = xyz_um_to_zyx_voxels(q, self.atlas_voxel_size)
+        return out
+
+    def atlas_to_resampled(self, points: np.ndarray, channel: str = "autofluorescence") -> np.ndarray:
+        """(n, 3) atlas voxels → resampled voxels of ``channel``; NaN where the Newton
+        inversion does not converge (outside the region the transform covers)."""
+        pts = _as_points(points)
+        out = np.empty_like(pts)
+        tol = self.tolerance_voxels * min(self.atlas_voxel_size)
+        for s in _chunks(len(pts), self.chunk):
+            q = zyx_voxels_to_xyz_um(pts[s], self.atlas_voxel_size)
+            p, err = self.atlas_chain.inverse_apply(q, tol=tol)
+            r = self._from_af_physical(p, channel)
+            r[~(err <= tol)] = np.nan
+            out[s] = r
+        bad = int(np.isnan(out).any(axis=1).sum() - np.isnan(pts).any(axis=1).sum())
+        if bad:
+            log.warning("atlas_to_resampled: %d of %d points did not converge (set to NaN)", bad, len(pts))
+        return out
+
+    # raw <-> atlas ------------------------------------------------------------------------
+    def sample_to_atlas(self, points: np.ndarray, channel: str = "signal") -> np.ndarray:
+        """(n, 3) raw voxels (z, y, x) of ``channel`` → atlas voxels (az, ay, ax)."""
+        grid = self._grid(channel)
+        pts = _as_points(points)
+        out = np.empty_like(pts)
+        for s in _chunks(len(pts), self.chunk):
+            out[s] = self.resampled_to_atlas(grid.sample_to_resampled(pts[s]), channel)
+        return out
+
+    def atlas_to_sample(self, points: np.ndarray, channel: str = "signal") -> np.ndarray:
+        """(n, 3) atlas voxels → raw voxels of ``channel`` (exact inverse of sample_to_atlas)."""
+        grid = self._grid(channel)
+        pts = _as_points(points)
+        out = np.empty_like(pts)
+        for s in _chunks(len(pts), self.chunk):
+            out[s] = grid.resampled_to_sample(self.atlas_to_resampled(pts[s], channel))
+        return out
+
+
+def _as_points(points: np.ndarray) -> np.ndarray:
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 3:
+        raise ValueError(f"points must be an (n, 3) array of (z, y, x), got shape {pts.shape}")
+    return pts
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
