@@ -152,6 +152,9 @@ def test_map_to_depth_matches_per_label_loop():
         np.testing.assert_array_equal(o.map_to_depth(labels, depth), expected)
         expected_unknown = np.vectorize(lambda v: o.ancestor_at_depth(v, depth) if v in o else -1)(labels)
         np.testing.assert_array_equal(o.map_to_depth(labels, depth, unknown=-1), expected_unknown)
+    # strided, transposed views give the same answer as contiguous copies
+    view = labels[:, ::2, ::-3].T
+    np.testing.assert_array_equal(o.map_to_depth(view, 2), o.map_to_depth(np.ascontiguousarray(view), 2))
     # unsigned input, including ids above the dense table
     np.testing.assert_array_equal(o.map_to_depth(labels.astype(np.uint32), 1),
                                   o.map_to_depth(labels, 1))
@@ -219,7 +222,6 @@ def test_allen_csv_and_ambiguous_acronym(tmp_path):
     ("no_id", [{"acronym": "root", "structure_id_path": [1]}], "has no 'id'"),
     ("no_acronym", [{"id": 1, "structure_id_path": [1]}], "region 1 has no 'acronym'"),
     ("bad_parent", [{"id": 1, "acronym": "r", "structure_id_path": [1]},
-                    {"id": 2, "acronym": "c", "structure_id_path": [1, 9, 2]},
                     {"id": 3, "acronym": "d", "structure_id_path": [1, 7, 3]}],
      "region 3 \\(d\\) has parent id 7, which is not in the ontology"),
     ("cycle", [{"id": 1, "acronym": "r", "structure_id_path": [1]},
@@ -231,8 +233,6 @@ def test_allen_csv_and_ambiguous_acronym(tmp_path):
 ])
 def test_brainglobe_ontology_errors_name_the_file(tmp_path, case, content, match):
     p = tmp_path / f"{case}.json"
-    if case == "bad_parent":   # 9 exists nowhere, 7 neither: the first bad entry is reported
-        content = [content[0], content[2]]
     if content is not None:
         p.write_text(content if isinstance(content, str) else json.dumps(content))
     with pytest.raises(InputFileError, match=match) as info:
@@ -658,8 +658,8 @@ def test_allen_hemispheres_and_crop(allen):
     np.testing.assert_array_equal(left.annotation, atlas.annotation[228:])
     # symmetric atlas: mirrored labels agree almost everywhere
     right = atlas.crop_hemisphere("right")
-    agree = np.mean(right.annotation[::-1] == left.annotation)
-    assert agree > 0.95, agree
+    same = right.annotation[::-1] == left.annotation          # mirror plane between 227 and 228
+    assert same.mean() > 0.97 and same[left.annotation > 0].mean() > 0.95   # measured 0.984 / 0.963
     # region_at on real voxels
     z, y, x = (a[0] for a in np.nonzero(atlas.annotation == 1047))
     assert atlas.region_at([[z + 0.3, y - 0.4, x + 0.2]]).tolist() == [1047]
