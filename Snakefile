@@ -15,6 +15,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/ingest.smk"
 # (stage rule files are included here, one line each, in pipeline order)
+include: "workflow/rules/atlas.smk"
+include: "workflow/rules/register.smk"
 
 
 rule all:
