@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import tracemalloc
 from pathlib import Path
 
 import h5py
@@ -339,15 +340,35 @@ def test_truncated_nrrd_mhd_and_gzip_nrrd(tmp_path):
             r.read(0, 7)
 
 
-def test_detached_gzip_nrrd_with_header_we_write_ourselves(tmp_path):
-    """A hand-written NRRD header (detached gzip data, big endian, spacings field)."""
-    (tmp_path / "d.raw.gz").write_bytes(gzip.compress(VOL.astype(">u2").tobytes()))
-    (tmp_path / "d.nhdr").write_text(
-        "NRRD0004\n# comment\ntype: uint16\ndimension: 3\nsizes: 45 33 7\nendian: big\n"
-        "encoding: gzip\nspacings: 2.5 1.5 4\nmy key:=some value\ndata file: d.raw.gz\n")
+def _nhdr(extra: str) -> str:
+    return ("NRRD0004\n# comment\ntype: unsigned short\ndimension: 3\nsizes: 45 33 7\n"
+            "my key:=some value\n" + extra)
+
+
+NHDR_CASES = {
+    # detached gzip data, big endian, spacings field
+    "gzip": (_nhdr("endian: big\nencoding: gzip\nspacings: 2.5 1.5 4\ndata file: d.raw.gz\n"),
+             gzip.compress(VOL.astype(">u2").tobytes())),
+    # detached raw data at the end of a file with a junk prefix (byte skip -1), space directions
+    "raw_skip": (_nhdr("endian: little\nencoding: raw\nspace: left-posterior-superior\n"
+                       "space directions: (0,2.5,0) (1.5,0,0) (0,0,-4)\nbyte skip: -1\ndata file: d.raw.gz\n"),
+                 b"junk header of another tool\n" + VOL.astype("<u2").tobytes()),
+    # ascii encoding (read whole through SimpleITK), two lines to skip first
+    "ascii": (_nhdr("encoding: ascii\nspacings: 2.5 1.5 4\nline skip: 2\ndata file: d.raw.gz\n"),
+              b"skip me\nand me\n" + " ".join(map(str, VOL.ravel())).encode() + b"\n"),
+}
+
+
+@pytest.mark.parametrize("case", NHDR_CASES)
+def test_detached_nrrd_with_header_we_write_ourselves(tmp_path, case):
+    """Hand-written NRRD headers (the variants other tools write), each read back identically."""
+    header, payload = NHDR_CASES[case]
+    (tmp_path / "d.raw.gz").write_bytes(payload)
+    (tmp_path / "d.nhdr").write_text(header)
     with open_source(NrrdSource(format="nrrd", path="d.nhdr"), tmp_path) as r:
         np.testing.assert_array_equal(r.read(0, 7), VOL)
         np.testing.assert_array_equal(r.read(3, 5, slice(1, 4)), VOL[3:5, 1:4])
+        np.testing.assert_array_equal(r.read(1, 2), VOL[1:2])
         assert r.file_voxel_size == pytest.approx(VOXEL)
 
 
@@ -369,3 +390,36 @@ def test_zarr_group_without_multiscales_needs_array(tmp_path):
         np.testing.assert_array_equal(r.read(0, 7), VOL)
     with pytest.raises(InputFileError, match=r"no array 'other'"):
         open_source(ZarrSource(format="zarr", path="g.zarr", array="other"), tmp_path)
+
+
+def _peak_traced_bytes(fn) -> int:
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("kind", ["tiff", "tiff_zlib", "pattern", "nrrd", "nrrd_gzip"])
+def test_reading_one_plane_allocates_about_one_plane(tmp_path, kind):
+    """Range reads must not load the volume: a 16 MB stack, one 256 KB plane read, < 2 MiB allocated.
+
+    (numpy allocations are visible to tracemalloc; the SimpleITK/h5py/zarr readers delegate
+    range reads to those libraries.)"""
+    big = np.random.default_rng(0).integers(0, 4000, (64, 256, 512)).astype(np.uint16)
+    if kind.startswith("tiff"):
+        tifffile.imwrite(tmp_path / "b.tif", big, compression="zlib" if kind == "tiff_zlib" else None)
+        src = TiffSource(format="tiff", path="b.tif")
+    elif kind == "pattern":
+        for z, plane in enumerate(big):
+            tifffile.imwrite(tmp_path / f"P{z}.tif", plane)
+        src = PatternSource(format="pattern", path=r"P\d+.tif")
+    else:
+        sitk.WriteImage(sitk.GetImageFromArray(big), str(tmp_path / "b.nrrd"), kind == "nrrd_gzip")
+        src = NrrdSource(format="nrrd", path="b.nrrd")
+    with open_source(src, tmp_path) as r:
+        out = {}
+        peak = _peak_traced_bytes(lambda: out.setdefault("plane", r.read(40, 41)))
+        np.testing.assert_array_equal(out["plane"], big[40:41])
+        assert peak < 2 * 2**20, f"reading one plane allocated {peak / 2**20:.1f} MiB"

@@ -177,7 +177,7 @@ class NrrdReader(VolumeReader):
     @staticmethod
     def _skip(stream, n: int) -> None:
         while n > 0:
-            got = len(stream.read(min(n, 1 << 24)))
+            got = len(stream.read(min(n, 1 << 20)))  # 1 MiB at a time: bounded memory
             if got == 0:
                 raise EOFError("compressed data ended early")
             n -= got

@@ -124,13 +124,19 @@ def build_pyramid(path: str | Path, slab: int = 32) -> None:
         src, dst = group[str(i - 1)], group[str(i)]
         rel = tuple(int(round(src.shape[a] / dst.shape[a])) if dst.shape[a] else 1 for a in range(3))
         step = max(rel[0], (slab // rel[0]) * rel[0])
+        # float32 temporaries are made for `sub` planes at a time (not the whole slab), so
+        # peak memory is about one slab in the image dtype plus its pooled output
+        sub = rel[0] * max(1, 4 // rel[0])
         for z0 in range(0, src.shape[0], step):
             block = np.asarray(src[z0:z0 + step])
-            pooled = _pool(block, rel)
-            if np.issubdtype(dst.dtype, np.integer):
-                pooled = np.rint(pooled)
+            pooled = np.empty((-(-block.shape[0] // rel[0]),) + tuple(dst.shape[1:]), dst.dtype)
+            for s0 in range(0, block.shape[0], sub):
+                part = _pool(block[s0:s0 + sub], rel)
+                if np.issubdtype(dst.dtype, np.integer):
+                    part = np.rint(part)
+                pooled[s0 // rel[0]:s0 // rel[0] + part.shape[0]] = part.astype(dst.dtype)
             d0 = z0 // rel[0]
-            dst[d0:d0 + pooled.shape[0]] = pooled.astype(dst.dtype)
+            dst[d0:d0 + pooled.shape[0]] = pooled
 
 
 @dataclass
