@@ -423,3 +423,18 @@ def test_reading_one_plane_allocates_about_one_plane(tmp_path, kind):
         peak = _peak_traced_bytes(lambda: out.setdefault("plane", r.read(40, 41)))
         np.testing.assert_array_equal(out["plane"], big[40:41])
         assert peak < 2 * 2**20, f"reading one plane allocated {peak / 2**20:.1f} MiB"
+
+
+# -- real files written by another tool (ClearMap's synthetic test stack) --------------------------
+
+@pytest.mark.shared
+def test_clearmap_planes_read_as_pattern_and_folder(shared_data):
+    planes = shared_data / "clearmap_synthetic" / "planes"
+    files = sorted(planes.glob("test_iDISCO_*.tif"))
+    expected = np.stack([tifffile.imread(f) for f in files])
+    assert expected.shape == (40, 160, 180)
+    for src in (PatternSource(format="pattern", path=r"planes/test_iDISCO_\d{3}.tif"),
+                FolderSource(format="folder", path="planes")):
+        with open_source(src, base_dir=planes.parent, crop=Crop(z=(2, 38), x=(100, 160))) as r:
+            assert r.shape == (36, 160, 60) and r.dtype == expected.dtype
+            np.testing.assert_array_equal(r.read(0, 36), expected[2:38, :, 100:160])

@@ -202,7 +202,7 @@ class VolumeReader:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}({str(self.path)!r}, shape={self.shape}, dtype={self.dtype}, "
+        return (f"{type(self).__name__}('{self.path}', shape={self.shape}, dtype={self.dtype}, "
                 f"file_voxel_size={self.file_voxel_size})")
 
 
