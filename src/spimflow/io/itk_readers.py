@@ -212,7 +212,7 @@ class NrrdReader(VolumeReader):
             return read_contiguous(self._fh, self._start, self._file_dtype, self.full_shape, z, y, x, self.data_path)
         if self.encoding in ("gzip", "bzip2"):
             return self._read_compressed(z, y, x)
-        return _sitk_extract(self.path, z, y, x, self.full_shape)
+        return _sitk_extract(self.path, z, y, x)
 
     def _close_stream(self) -> None:
         if self._stream is not None:
@@ -260,7 +260,7 @@ def _sitk_dtype(pixel_id: int) -> np.dtype:
     return sitk.GetArrayViewFromImage(sitk.Image([1, 1], pixel_id)).dtype
 
 
-def _sitk_extract(path: Path, z, y, x, full_shape) -> np.ndarray:
+def _sitk_extract(path: Path, z, y, x) -> np.ndarray:
     """Region [z, y, x) of an ITK-readable image as a (z, y, x) array."""
     import SimpleITK as sitk
     reader = sitk.ImageFileReader()
@@ -326,7 +326,7 @@ class MetaImageReader(VolumeReader):
 
     def _read_raw(self, z, y, x):
         try:
-            return _sitk_extract(self.path, z, y, x, self.full_shape)
+            return _sitk_extract(self.path, z, y, x)
         except RuntimeError as exc:
             raise InputFileError(f"{self.path}: SimpleITK could not read planes z = {z[0]}..{z[1] - 1} "
                                  f"({_first_line(exc)}); the data file may be truncated or corrupt") from exc
