@@ -95,6 +95,7 @@ def run(smk: Any) -> None:
         "guard": reg.guard,
         "qc": qc,
         "atlas_orientation": code,
+        "atlas_offset": list(atlas.offset),  # voxel of the uncropped atlas that is atlas voxel (0, 0, 0)
         "orientation": {n: {"config": c.model_dump(mode="json")["orientation"],
                             "clearmap": list(grids[n].orientation.to_clearmap())} for n, c in channels.items()},
         "threads": ctx.threads,
