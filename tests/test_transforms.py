@@ -246,3 +246,31 @@ def test_points_and_label_warp_share_one_convention(small_registration):
     agree = from_points == warped.ravel()
     assert agree.mean() > 0.999, f"{(~agree).sum()} voxels disagree"
     assert (warped > 0).sum() > 0.15 * warped.size  # the brain blob fills ~24 %
+
+
+@pytest.mark.shared
+def test_real_allen_labels_survive_warping(shared_data):
+    """The real CCF 2017 annotation (ids up to 614454277, beyond float32's exact integers)
+    warped by transformix through an affine + B-spline chain: every output voxel carries a
+    real atlas id, the one our point transform finds at that voxel."""
+    from spimflow.atlas import read_volume
+
+    ann = read_volume(shared_data / "allen_ccf_2017_25um" / "ABA_25um_2017_annotation.tif.lzma")
+    block = np.ascontiguousarray(ann[50:70, 364:380, 127:145])  # 24 regions, 38 % with ids > 2^24
+    assert block.max() > 2 ** 24 and len(np.unique(block)) > 10
+    rng = np.random.default_rng(21)
+    A = np.eye(3) + rng.normal(0, 0.02, (3, 3))
+    maps = [base_map("AffineTransform", 12, [*A.ravel(), 5.0, -4.0, 3.0], CenterOfRotationPoint=[200, 180, 230]),
+            bspline_map(rng, amplitude=6.0)]
+    warped = warp(block, VS, maps, labels=True)
+    assert set(np.unique(warped)) <= set(np.unique(block)) | {0}
+    grid = ResampleGrid(SHAPE, VS, Orientation(), VS)
+    T = SampleAtlasTransform(VS, block.shape, {"autofluorescence": grid}, ElastixChain.from_maps(maps))
+    a = T.sample_to_atlas(np.indices(SHAPE).reshape(3, -1).T, "autofluorescence")
+    k = np.floor(a + 0.5).astype(int)
+    inside = np.all((k >= 0) & (k < np.array(block.shape)), axis=1)
+    expected = np.zeros(len(a), block.dtype)
+    expected[inside] = block[tuple(k[inside].T)]
+    agree = expected == warped.ravel()
+    assert agree.mean() > 0.999, f"{(~agree).sum()} of {agree.size} voxels disagree"
+    assert (warped > 2 ** 24).any()
