@@ -1,0 +1,241 @@
+"""Numba kernels of the per-voxel filters (float32, C-contiguous (z, y, x) arrays).
+
+Exactness across blocks: every output voxel is computed by the same sequence of
+float32 operations on the same neighbourhood values whatever the block it lies in
+(fixed tap order, no fast-math reassociation), and array edges are handled by
+clamping indices ("nearest"), so a block that touches the volume edge reproduces the
+whole-volume result there. Only voxels within the filter radius of an internal block
+edge differ; the block overlap covers them.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+_NJ = dict(cache=True, nogil=True)
+
+
+# -- separable symmetric convolution --------------------------------------------------
+# ``w`` holds the half kernel [w0, w1, ..., wr]; output = w0*c + sum_k wk*(a_-k + a_+k),
+# accumulated in that order for every voxel.
+
+@nb.njit(**_NJ)
+def conv_z(src, dst, w):
+    nz, ny, nx = src.shape
+    r = w.shape[0] - 1
+    w0 = w[0]
+    for z in range(nz):
+        for y in range(ny):
+            d = dst[z, y]
+            c = src[z, y]
+            for x in range(nx):
+                d[x] = w0 * c[x]
+            for k in range(1, r + 1):
+                a = src[max(z - k, 0), y]
+                b = src[min(z + k, nz - 1), y]
+                wk = w[k]
+                for x in range(nx):
+                    d[x] += wk * (a[x] + b[x])
+
+
+@nb.njit(**_NJ)
+def conv_y(src, dst, w):
+    nz, ny, nx = src.shape
+    r = w.shape[0] - 1
+    w0 = w[0]
+    for z in range(nz):
+        for y in range(ny):
+            d = dst[z, y]
+            c = src[z, y]
+            for x in range(nx):
+                d[x] = w0 * c[x]
+            for k in range(1, r + 1):
+                a = src[z, max(y - k, 0)]
+                b = src[z, min(y + k, ny - 1)]
+                wk = w[k]
+                for x in range(nx):
+                    d[x] += wk * (a[x] + b[x])
+
+
+@nb.njit(**_NJ)
+def conv_x(src, dst, w, subtract):
+    """Convolve along x; ``subtract``: dst -= result (used to form G_inner - G_outer)."""
+    nz, ny, nx = src.shape
+    r = w.shape[0] - 1
+    w0 = w[0]
+    buf = np.empty(nx + 2 * r, np.float32)
+    acc = np.empty(nx, np.float32)
+    for z in range(nz):
+        for y in range(ny):
+            row = src[z, y]
+            for i in range(r):
+                buf[i] = row[0]
+                buf[nx + r + i] = row[nx - 1]
+            buf[r:r + nx] = row
+            c = buf[r:r + nx]
+            for x in range(nx):
+                acc[x] = w0 * c[x]
+            for k in range(1, r + 1):
+                wk = w[k]
+                lo = buf[r - k:r - k + nx]
+                hi = buf[r + k:r + k + nx]
+                for x in range(nx):
+                    acc[x] += wk * (lo[x] + hi[x])
+            d = dst[z, y]
+            if subtract:
+                for x in range(nx):
+                    d[x] = d[x] - acc[x]
+            else:
+                for x in range(nx):
+                    d[x] = acc[x]
+
+
+# -- running min / max (van Herk / Gil-Werman), O(1) per voxel -----------------------
+
+@nb.njit(**_NJ)
+def _running_rows(p, out, r, use_max, g, h):
+    """Min (or max) over rows [j-r, j+r] of the 2D array ``p`` (clamped edges), for every column.
+
+    van Herk/Gil-Werman: prefix (g) and suffix (h) extrema inside segments of 2r+1
+    padded rows; each output row is min(h[j], g[j+2r]). The inner loop runs along the
+    contiguous x axis, so it vectorises.
+    """
+    ny, nx = p.shape
+    if r == 0:
+        for j in range(ny):
+            for x in range(nx):
+                out[j, x] = p[j, x]
+        return
+    w = 2 * r + 1
+    n = ny + 2 * r
+    for i in range(n):
+        src = p[min(max(i - r, 0), ny - 1)]
+        gi = g[i]
+        if i % w == 0:
+            for x in range(nx):
+                gi[x] = src[x]
+        else:
+            gp = g[i - 1]
+            if use_max:
+                for x in range(nx):
+                    gi[x] = max(gp[x], src[x])
+            else:
+                for x in range(nx):
+                    gi[x] = min(gp[x], src[x])
+    for i in range(n - 1, -1, -1):
+        src = p[min(max(i - r, 0), ny - 1)]
+        hi = h[i]
+        if i % w == w - 1 or i == n - 1:
+            for x in range(nx):
+                hi[x] = src[x]
+        else:
+            hn = h[i + 1]
+            if use_max:
+                for x in range(nx):
+                    hi[x] = max(hn[x], src[x])
+            else:
+                for x in range(nx):
+                    hi[x] = min(hn[x], src[x])
+    for j in range(ny):
+        a = h[j]
+        b = g[j + 2 * r]
+        o = out[j]
+        if use_max:
+            for x in range(nx):
+                o[x] = max(a[x], b[x])
+        else:
+            for x in range(nx):
+                o[x] = min(a[x], b[x])
+
+
+@nb.njit(**_NJ)
+def _running_x(p, out, r, use_max, b1, b2):
+    """Min (or max) over [x-r, x+r] along each row of the 2D array ``p`` (clamped edges).
+
+    Sparse-table doubling: M_2L[i] = op(M_L[i], M_L[i+L]) until 2L > 2r+1, then
+    out[x] = op(M_L[x], M_L[x+2r+1-L]). log2(2r+1)+1 vectorised passes per row.
+    """
+    ny, nx = p.shape
+    w = 2 * r + 1
+    n = nx + 2 * r
+    for y in range(ny):
+        row = p[y]
+        for i in range(r):
+            b1[i] = row[0]
+            b1[nx + r + i] = row[nx - 1]
+        b1[r:r + nx] = row
+        length = 1
+        src = b1
+        dst = b2
+        while 2 * length <= w:
+            m = n - 2 * length + 1
+            s0 = src[:m]
+            s1 = src[length:length + m]
+            dd = dst[:m]
+            if use_max:
+                for i in range(m):
+                    dd[i] = max(s0[i], s1[i])
+            else:
+                for i in range(m):
+                    dd[i] = min(s0[i], s1[i])
+            src, dst = dst, src
+            length *= 2
+        o = out[y]
+        s0 = src[:nx]
+        s1 = src[w - length:w - length + nx]
+        if use_max:
+            for x in range(nx):
+                o[x] = max(s0[x], s1[x])
+        else:
+            for x in range(nx):
+                o[x] = min(s0[x], s1[x])
+
+
+@nb.njit(**_NJ)
+def tophat_box(src, dst, ry, rx):
+    """dst = src - opening(src) with a (2ry+1) x (2rx+1) rectangle, plane by plane (z untouched).
+
+    ``dst`` may not alias ``src``. Opening = dilation(erosion), both separable for a
+    rectangle: erode y, erode x, dilate x, dilate y. Exact (min/max only).
+    """
+    nz, ny, nx = src.shape
+    g = np.empty((ny + 2 * ry + 1, nx), np.float32)
+    h = np.empty((ny + 2 * ry + 1, nx), np.float32)
+    a = np.empty((ny, nx), np.float32)
+    c = np.empty((ny, nx), np.float32)
+    b1 = np.empty(nx + 2 * rx, np.float32)
+    b2 = np.empty(nx + 2 * rx, np.float32)
+    for z in range(nz):
+        p = src[z]
+        _running_rows(p, a, ry, False, g, h)
+        _running_x(a, c, rx, False, b1, b2)
+        _running_x(c, a, rx, True, b1, b2)
+        d = dst[z]
+        _running_rows(a, d, ry, True, g, h)
+        for y in range(ny):
+            dr = d[y]
+            pr = p[y]
+            for x in range(nx):
+                dr[x] = pr[x] - dr[x]
+
+
+@nb.njit(**_NJ)
+def to_float32(src, dst):
+    nz, ny, nx = src.shape
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                dst[z, y, x] = np.float32(src[z, y, x])
+
+
+@nb.njit(**_NJ)
+def scale_planes(src, gain, dst):
+    """dst[z, y, x] = src[z, y, x] * gain[z or 0, y, x]."""
+    nz, ny, nx = src.shape
+    per_plane = gain.shape[0] > 1
+    for z in range(nz):
+        gz = gain[z] if per_plane else gain[0]
+        for y in range(ny):
+            for x in range(nx):
+                dst[z, y, x] = src[z, y, x] * gz[y, x]

@@ -1,0 +1,231 @@
+"""The detection chain on one block: filters → maxima → centres → shapes → measurements.
+
+Coordinates: (z, y, x) voxel indices of the whole volume, voxel centres at integers.
+A block is a sub-array ``raw`` whose first voxel is volume voxel ``offset``; it
+returns only the cells it owns: those whose centre, rounded to the nearest voxel,
+lies in its core. With an overlap of at least :func:`required_overlap` every owned
+cell is exactly what a whole-volume run gives (same floats, same shape).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from spimflow.params.detect import DetectParams
+from spimflow.steps.detect import _objects_nb as O
+from spimflow.steps.detect.filters import (
+    IlluminationField, as_float32, background_radius, dog_filter, dog_radius, remove_background,
+)
+
+#: Columns of a cell table, in order, with their dtypes.
+CELL_COLUMNS: dict[str, str] = {
+    "z": "float64", "y": "float64", "x": "float64",
+    "size": "int64", "volume_um3": "float64",
+    "intensity_raw": "float64", "intensity_bg": "float64", "intensity_dog": "float64",
+    "mean_raw": "float64", "mean_bg": "float64", "mean_dog": "float64",
+    "block": "int64",
+}
+#: Columns a threshold may use (everything measured).
+MEASURED_COLUMNS = [c for c in CELL_COLUMNS if c not in ("z", "y", "x", "block")]
+
+
+def empty_cells() -> pd.DataFrame:
+    """A cell table with no rows and the right columns and dtypes."""
+    return pd.DataFrame({c: pd.Series([], dtype=t) for c, t in CELL_COLUMNS.items()})
+
+
+# -- reach of each step, in voxels ---------------------------------------------------
+
+@dataclass(frozen=True)
+class Radii:
+    """How far (voxels, per axis z, y, x) each step looks; sets the block overlap."""
+
+    background: tuple[int, int, int]  # reach of the opening (2 x rectangle half-size, 0 along z)
+    dog: tuple[int, int, int]         # outer Gaussian half-width
+    maxima: tuple[int, int, int]      # h-max / plateau window half-size (>= 1)
+    shape: tuple[int, int, int]       # max cell radius: half-size of the watershed box
+    box: tuple[int, int, int]         # peak-intensity box half-size
+
+    @property
+    def filters(self) -> tuple[int, int, int]:
+        return tuple(b + d for b, d in zip(self.background, self.dog))  # type: ignore[return-value]
+
+
+def detection_radii(voxel_size: Sequence[float], params: DetectParams) -> Radii:
+    vs = tuple(float(v) for v in voxel_size)
+    if params.background.enabled:
+        ry, rx = background_radius(vs, params.background)
+        bg = (0, 2 * ry, 2 * rx)
+    else:
+        bg = (0, 0, 0)
+    dog = dog_radius(vs, params.dog) if params.dog.enabled else (0, 0, 0)
+    mx = tuple(max(1, int(round(params.maxima.radius_um / v))) for v in vs)
+    sh = tuple(int(math.floor(params.shape.max_radius_um / v)) for v in vs) if params.shape.enabled else (0, 0, 0)
+    box = tuple(int(math.floor(params.measure.box_um[a] / vs[a] / 2.0 + 0.5)) for a in range(3))
+    return Radii(bg, dog, mx, sh, box)  # type: ignore[arg-type]
+
+
+def required_overlap(voxel_size: Sequence[float], params: DetectParams) -> tuple[int, int, int]:
+    """Smallest overlap (voxels per axis) for block results identical to a whole-volume run.
+
+    A cell owned by a block has its peak voxel p within (maxima window + 1) of the core
+    (its centre is the region centroid or p ± 0.5). Results at p read the filtered image
+    within max(window, box, shape radius + 1 + window) of p (the watershed box, the
+    neighbours of its voxels, and the maxima tests of the roots inside it), and the
+    filtered image is exact only farther than the filters' reach from an internal edge.
+    """
+    r = detection_radii(voxel_size, params)
+    out = []
+    for a in range(3):
+        need = max(r.maxima[a], 1, r.box[a], (r.shape[a] + 1 + r.maxima[a]) if params.shape.enabled else 0)
+        out.append(r.filters[a] + r.maxima[a] + 1 + need)
+    return tuple(out)  # type: ignore[return-value]
+
+
+# -- steps -------------------------------------------------------------------------------
+
+@dataclass
+class Filtered:
+    raw: np.ndarray  # float32 copy of the input
+    bg: np.ndarray   # after illumination and background removal
+    dog: np.ndarray  # after the DoG (the image maxima and shapes work on)
+
+
+def filter_chain(raw: np.ndarray, voxel_size: Sequence[float], params: DetectParams,
+                 gain: np.ndarray | None = None) -> Filtered:
+    """Illumination (``gain``: 1/field, broadcast over planes), background, DoG.
+
+    A switched-off step passes its input through, so ``bg`` is the illumination-
+    corrected image without background removal and ``dog`` equals ``bg`` without DoG.
+    """
+    raw32 = as_float32(raw)
+    work = raw32
+    if params.illumination.enabled:
+        if gain is None:
+            raise ValueError("illumination is enabled: pass the gain of this block")
+        work = np.ascontiguousarray(raw32 * gain, np.float32)
+    bg = remove_background(work, voxel_size, params.background) if params.background.enabled else work
+    dog = dog_filter(bg, voxel_size, params.dog) if params.dog.enabled else bg
+    return Filtered(raw32, bg, dog)
+
+
+@dataclass
+class Maxima:
+    peaks: np.ndarray    # (n, 3) int64 peak voxel of each maximum (block indices)
+    deltas: np.ndarray   # (n, 3) float64 centre - peak (sub-voxel fit or region centroid)
+    rejected: np.ndarray  # (k, 3) int64 local maxima that were not kept (plateau duplicates, h-max) ...
+    targets: np.ndarray   # (k, 3) int64 ... and the brighter (or equal, earlier) voxel that rejected each
+
+
+def find_maxima(f: np.ndarray, voxel_size: Sequence[float], params: DetectParams) -> Maxima:
+    """Regional maxima (h_max null) or h-maxima of ``f`` with value >= threshold; one per plateau/dome.
+
+    Centre: with ``refine`` on, the peak voxel plus a 3-point Gaussian fit along each
+    axis (plateaus of equal values keep their centroid); with it off, the centroid
+    of the maximum's region (plateau or h-dome), as ClearMap does.
+    """
+    r = detection_radii(voxel_size, params)
+    if not f.size:
+        z = np.zeros((0, 3), np.int64)
+        return Maxima(z, np.zeros((0, 3)), z, z)
+    cands = O.local_max_candidates(f, np.float32(params.maxima.threshold))
+    h = float(params.maxima.h_max or 0.0)
+    keep, cen, npts, target = O.maxima_regions(f, cands, h, *r.maxima)
+    peaks = cands[keep]
+    rej = cands[~keep]
+    tgt = target[~keep]
+    order = np.lexsort((rej[:, 2], rej[:, 1], rej[:, 0]))
+    cen = cen[keep]
+    if params.refine.enabled and len(peaks):
+        fit = O.refine_peaks(f, peaks)
+        plateau = (npts[keep] > 1) & (h == 0.0)
+        cen = np.where(plateau[:, None], cen, fit)
+    return Maxima(peaks, cen, np.ascontiguousarray(rej[order]), np.ascontiguousarray(tgt[order]))
+
+
+def owned_mask(centres: np.ndarray, core: Sequence[tuple[int, int]], volume_shape: Sequence[int]) -> np.ndarray:
+    """Centres (volume coordinates) whose nearest voxel lies in the core [start, stop) per axis."""
+    if not len(centres):
+        return np.zeros(0, bool)
+    vox = np.floor(centres + 0.5).astype(np.int64)
+    vox = np.clip(vox, 0, np.asarray(volume_shape, np.int64) - 1)
+    lo = np.array([c[0] for c in core])
+    hi = np.array([c[1] for c in core])
+    return np.all((vox >= lo) & (vox < hi), axis=1)
+
+
+def measure_cells(flt: Filtered, maxima: Maxima, owned: np.ndarray, voxel_size: Sequence[float],
+                  params: DetectParams) -> dict[str, np.ndarray]:
+    """Shape (watershed) and intensities of the maxima with index in ``owned``.
+
+    size: voxels in the watershed shape (0 when shape is off or the peak is not above
+    the shape threshold); intensity_*: max of raw / bg / dog in the peak box;
+    mean_*: mean over the shape (NaN when size is 0).
+    """
+    r = detection_radii(voxel_size, params)
+    vz, vy, vx = (float(v) for v in voxel_size)
+    if params.shape.enabled:
+        par = O.parent_codes(flt.dog, np.float32(params.shape.threshold))
+    else:
+        par = np.full((1, 1, 1), -2, np.int8)
+    size, sums, peaks = O.cell_shapes(
+        flt.dog, par, maxima.peaks, owned.astype(np.int64),
+        maxima.rejected, maxima.targets, *r.shape, vz, vy, vx, float(params.shape.max_radius_um),
+        flt.raw, flt.bg, flt.dog, *r.box, bool(params.shape.enabled))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = sums / np.where(size > 0, size, np.nan)[:, None]
+    return {
+        "size": size, "volume_um3": size * (vz * vy * vx),
+        "intensity_raw": peaks[:, 0], "intensity_bg": peaks[:, 1], "intensity_dog": peaks[:, 2],
+        "mean_raw": means[:, 0], "mean_bg": means[:, 1], "mean_dog": means[:, 2],
+    }
+
+
+def detect_block(raw: np.ndarray, voxel_size: Sequence[float], params: DetectParams, *,
+                 offset: Sequence[int] = (0, 0, 0), core: Sequence[tuple[int, int]] | None = None,
+                 volume_shape: Sequence[int] | None = None, gain: np.ndarray | None = None,
+                 block_id: int = 0) -> pd.DataFrame:
+    """Detect the cells of one block (or a whole volume: default core = everything).
+
+    ``raw``: the block's voxels (any real dtype), (z, y, x); ``offset``: volume index of
+    ``raw[0, 0, 0]``; ``core``: volume ranges [start, stop) per axis of the cells to
+    return; ``gain``: illumination gain for these voxels (see IlluminationField.gain).
+    Returns a table with :data:`CELL_COLUMNS`, centres in volume voxel coordinates.
+    """
+    raw = np.asarray(raw)
+    if raw.ndim != 3:
+        raise ValueError(f"expected a 3D (z, y, x) block, got shape {raw.shape}")
+    offset = np.asarray(offset, np.int64)
+    if volume_shape is None:
+        volume_shape = tuple(int(o + s) for o, s in zip(offset, raw.shape))
+    if core is None:
+        core = [(int(o), int(o + s)) for o, s in zip(offset, raw.shape)]
+    if not raw.size:
+        return empty_cells()
+    flt = filter_chain(raw, voxel_size, params, gain)
+    mx = find_maxima(flt.dog, voxel_size, params)
+    centres = (mx.peaks + offset).astype(np.float64) + mx.deltas  # integer + delta: exact in any block
+    owned = np.flatnonzero(owned_mask(centres, core, volume_shape))
+    if not len(owned):
+        return empty_cells()
+    meas = measure_cells(flt, mx, owned, voxel_size, params)
+    table = {"z": centres[owned, 0], "y": centres[owned, 1], "x": centres[owned, 2], **meas,
+             "block": np.full(len(owned), block_id, np.int64)}
+    return pd.DataFrame({c: np.asarray(table[c]).astype(t) for c, t in CELL_COLUMNS.items()})
+
+
+def detect_cells(volume: np.ndarray, voxel_size: Sequence[float], params: DetectParams | None = None,
+                 illumination: IlluminationField | None = None) -> pd.DataFrame:
+    """The whole chain on an in-memory volume as a single block (for notebooks and tests)."""
+    params = params or DetectParams()
+    gain = None
+    if params.illumination.enabled:
+        if illumination is None:
+            raise ValueError("illumination is enabled: pass an IlluminationField")
+        gain = illumination.gain((0, volume.shape[0]), (0, volume.shape[1]), (0, volume.shape[2]))
+    return detect_block(volume, voxel_size, params, gain=gain)

@@ -1,0 +1,194 @@
+"""Per-voxel filters of the detection chain: illumination, background, difference of Gaussians.
+
+Every function takes a float32 (z, y, x) array and the voxel size (z, y, x) in µm,
+converts the µm sizes of its parameters to voxels per axis, and returns a new float32
+array. Edges are handled as "nearest" (clamped indices). See docs/detection.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from spimflow.errors import InputFileError
+from spimflow.params.detect import BackgroundParams, DogParams, IlluminationParams
+from spimflow.steps.detect import _filters_nb as K
+
+
+def as_float32(a: np.ndarray) -> np.ndarray:
+    """C-contiguous float32 copy of ``a`` (always a new array)."""
+    out = np.empty(a.shape, np.float32)
+    if a.size:
+        K.to_float32(np.ascontiguousarray(a), out)
+    return out
+
+
+# -- illumination --------------------------------------------------------------------
+
+@dataclass
+class IlluminationField:
+    """A smooth flat-field sampled on a coarse (y, x) grid, per z plane or one for all.
+
+    ``field[k, j, i]`` is the relative illumination (max 1) of the coarse pixel that
+    averages voxels [j*fy, (j+1)*fy) x [i*fx, (i+1)*fx) of plane k (or of every plane
+    when ``field.shape[0] == 1``). The image is divided by the bilinearly interpolated
+    field, clipped below at ``floor``. Interpolation is elementwise and depends only on
+    absolute voxel indices, so a block gets exactly the values of a whole-volume run.
+    """
+
+    field: np.ndarray
+    factor: tuple[int, int]
+    floor: float
+
+    def gain(self, z: tuple[int, int], y: tuple[int, int], x: tuple[int, int]) -> np.ndarray:
+        """Multiplicative gain (1 / field) for the voxels [z0, z1) x [y0, y1) x [x0, x1)."""
+        planes = self.field[z[0]:z[1]] if self.field.shape[0] > 1 else self.field[:1]
+        wy = _interp_weights(np.arange(y[0], y[1]), self.factor[0], self.field.shape[1])
+        wx = _interp_weights(np.arange(x[0], x[1]), self.factor[1], self.field.shape[2])
+        (j0, j1, ty), (i0, i1, tx) = wy, wx
+        p = planes.astype(np.float64)
+        a = p[:, j0][:, :, i0] * (1 - tx)[None, None, :] + p[:, j0][:, :, i1] * tx[None, None, :]
+        b = p[:, j1][:, :, i0] * (1 - tx)[None, None, :] + p[:, j1][:, :, i1] * tx[None, None, :]
+        val = a * (1 - ty)[None, :, None] + b * ty[None, :, None]
+        return (1.0 / np.maximum(val, self.floor)).astype(np.float32)
+
+    def save(self, path: str | Path) -> None:
+        with open(path, "wb") as fh:
+            np.savez(fh, field=self.field, factor=np.array(self.factor), floor=np.array(self.floor))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "IlluminationField":
+        with np.load(path) as d:
+            return cls(d["field"].astype(np.float32), tuple(int(v) for v in d["factor"]), float(d["floor"]))
+
+
+def _interp_weights(idx: np.ndarray, f: int, n: int):
+    """Coarse neighbours and weight of voxel indices ``idx`` (coarse pixel j centred at j*f + (f-1)/2)."""
+    u = (idx.astype(np.float64) - (f - 1) / 2.0) / f
+    j0 = np.clip(np.floor(u).astype(np.int64), 0, n - 1)
+    j1 = np.minimum(j0 + 1, n - 1)
+    t = np.clip(u - j0, 0.0, 1.0)
+    t[j1 == j0] = 0.0
+    return j0, j1, t
+
+
+def _block_mean_2d(planes: np.ndarray, f: int) -> np.ndarray:
+    """Mean over f x f pixel tiles of each (y, x) plane; the last partial tile averages what exists."""
+    nz, ny, nx = planes.shape
+    ys = np.arange(0, ny, f)
+    xs = np.arange(0, nx, f)
+    s = np.add.reduceat(np.add.reduceat(planes.astype(np.float64), ys, axis=1), xs, axis=2)
+    cy = np.minimum(ys + f, ny) - ys
+    cx = np.minimum(xs + f, nx) - xs
+    return s / (cy[:, None] * cx[None, :])
+
+
+def illumination_factor(voxel_size: Sequence[float], params: IlluminationParams) -> int:
+    """Coarse pixel size (voxels) for the estimated field: about half the smoothing sigma."""
+    return max(1, int(params.sigma_um / 2.0 / min(voxel_size[1], voxel_size[2])))
+
+
+def estimate_illumination(read: Callable[[int, int], np.ndarray], shape: Sequence[int],
+                          voxel_size: Sequence[float], params: IlluminationParams,
+                          slab: int = 16) -> IlluminationField:
+    """Per-plane flat-field estimate: each plane block-averaged, Gaussian-smoothed by
+    ``sigma_um`` and normalised to 1 at its maximum. ``read(z0, z1)`` returns planes
+    [z0, z1); memory is bounded by one slab."""
+    from scipy.ndimage import gaussian_filter
+
+    f = illumination_factor(voxel_size, params)
+    nz = int(shape[0])
+    out = []
+    for z0 in range(0, nz, slab):
+        coarse = _block_mean_2d(np.asarray(read(z0, min(z0 + slab, nz))), f)
+        sig = (params.sigma_um / (f * voxel_size[1]), params.sigma_um / (f * voxel_size[2]))
+        for plane in coarse:
+            sm = gaussian_filter(plane, sig, mode="nearest")
+            top = sm.max()
+            out.append(sm / top if top > 0 else np.ones_like(sm))
+    return IlluminationField(np.asarray(out, np.float32), (f, f), params.floor)
+
+
+def profile_illumination(path: str | Path, plane_shape: Sequence[int], params: IlluminationParams) -> IlluminationField:
+    """Flat-field from a (y, x) profile image (normalised to 1 at its maximum), used for all planes."""
+    import tifffile
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"steps.detect.illumination.profile: file not found: {path}")
+    try:
+        prof = np.asarray(tifffile.imread(path), np.float64)
+    except Exception as exc:  # noqa: BLE001
+        raise InputFileError(f"steps.detect.illumination.profile: {path} is not a readable TIFF ({exc})") from exc
+    prof = np.squeeze(prof)
+    if prof.shape != tuple(plane_shape):
+        raise InputFileError(f"steps.detect.illumination.profile: {path} has shape {prof.shape}, "
+                             f"expected the signal's in-plane shape (y, x) = {tuple(plane_shape)}")
+    top = prof.max()
+    if not top > 0:
+        raise InputFileError(f"steps.detect.illumination.profile: {path} has no positive value")
+    return IlluminationField((prof / top)[None].astype(np.float32), (1, 1), params.floor)
+
+
+# -- background -----------------------------------------------------------------------
+
+def background_radius(voxel_size: Sequence[float], params: BackgroundParams) -> tuple[int, int]:
+    """Half-sizes (y, x) in voxels of the opening rectangle: width 2r+1 ≈ size_um / voxel."""
+    return tuple(max(0, int(math.floor((s / v - 1.0) / 2.0 + 0.5)))
+                 for s, v in zip(params.size_um, voxel_size[1:]))  # type: ignore[return-value]
+
+
+def remove_background(img: np.ndarray, voxel_size: Sequence[float], params: BackgroundParams) -> np.ndarray:
+    """img - grey opening of img by a (y, x) rectangle, per z plane (a white top-hat).
+
+    A rectangle instead of ClearMap's disk makes the opening separable and O(1) per
+    voxel (van Herk/Gil-Werman along y, sparse-table doubling along x); it is exact,
+    equal to ``scipy.ndimage.grey_opening(img, size=(1, 2ry+1, 2rx+1), mode='nearest')``.
+    """
+    ry, rx = background_radius(voxel_size, params)
+    src = np.ascontiguousarray(img, np.float32)
+    out = np.empty_like(src)
+    if src.size:
+        K.tophat_box(src, out, ry, rx)
+    return out
+
+
+# -- difference of Gaussians ----------------------------------------------------------------
+
+def gaussian_half_kernel(sigma_vox: float, truncate: float) -> np.ndarray:
+    """[w0, w1, ..., wr] of a sampled Gaussian, r = ceil(truncate*sigma), w0 + 2*sum(w1..) = 1."""
+    r = max(1, int(math.ceil(truncate * sigma_vox)))
+    k = np.arange(r + 1, dtype=np.float64)
+    w = np.exp(-0.5 * (k / sigma_vox) ** 2)
+    w /= w[0] + 2 * w[1:].sum()
+    return w.astype(np.float32)
+
+
+def dog_radius(voxel_size: Sequence[float], params: DogParams) -> tuple[int, int, int]:
+    """Reach (voxels per axis) of the DoG: the outer kernel's half-width."""
+    return tuple(len(gaussian_half_kernel(params.sigma_outer_um / v, params.truncate)) - 1
+                 for v in voxel_size)  # type: ignore[return-value]
+
+
+def dog_filter(img: np.ndarray, voxel_size: Sequence[float], params: DogParams) -> np.ndarray:
+    """G(sigma_inner) * img - G(sigma_outer) * img, separable float32 convolutions.
+
+    Sigmas are physical (µm), so the kernels are anisotropic in voxels. Both kernels
+    have unit sum: a flat image gives 0 and the result is in image intensity units.
+    """
+    src = np.ascontiguousarray(img, np.float32)
+    out = np.empty_like(src)
+    if not src.size:
+        return out
+    t1 = np.empty_like(src)
+    t2 = np.empty_like(src)
+    for sigma, subtract in ((params.sigma_inner_um, False), (params.sigma_outer_um, True)):
+        kz, ky, kx = (gaussian_half_kernel(sigma / v, params.truncate) for v in voxel_size)
+        K.conv_z(src, t1, kz)
+        K.conv_y(t1, t2, ky)
+        K.conv_x(t2, out, kx, subtract)
+    return out
