@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+import numba as nb
 import numpy as np
 
 from spimflow.errors import InputFileError
@@ -155,16 +156,6 @@ def _versor_matrix(v: np.ndarray) -> np.ndarray:
     ])
 
 
-def _b3(t: np.ndarray) -> np.ndarray:
-    a = np.abs(t)
-    return np.where(a < 1, (4 - 6 * a ** 2 + 3 * a ** 3) / 6, np.where(a < 2, (2 - a) ** 3 / 6, 0.0))
-
-
-def _db3(t: np.ndarray) -> np.ndarray:
-    a, s = np.abs(t), np.sign(t)
-    return np.where(a < 1, (-12 * a + 9 * a ** 2) / 6, np.where(a < 2, -3 * (2 - a) ** 2 / 6, 0.0)) * s
-
-
 @dataclass
 class BSplineTransform(ElastixTransform):
     """Cubic B-spline displacement on a control grid (elastix BSplineTransform /
@@ -177,52 +168,97 @@ class BSplineTransform(ElastixTransform):
     direction: np.ndarray  # 3x3
     coef: np.ndarray       # (3, Gz, Gy, Gx): displacement component (x, y, z) per control point
 
-    def _cindex(self, p):
-        return (p - self.origin) @ np.linalg.inv(self.direction).T / self.spacing
-
-    def _support(self, p, derivative: bool):
-        ci = self._cindex(p)
-        inside = np.all((ci >= 1.0) & (ci < self.size - 2.0), axis=1)
-        start = np.floor(ci).astype(np.int64) - 1
-        start = np.clip(start, 0, self.size - 4)
-        t = ci[:, :, None] - (start[:, :, None] + np.arange(4))  # (n, 3, 4)
-        w = _b3(t)
-        dw = _db3(t) if derivative else None
-        return inside, start, w, dw
-
-    def _gather(self, start, wx, wy, wz):
-        n = len(start)
-        out = np.zeros((n, 3))
-        gz, gy, gx = self.coef.shape[1:]
-        flat = self.coef.reshape(3, -1)
-        for k in range(4):
-            zk = (start[:, 2] + k) * gy * gx
-            for j in range(4):
-                zj = zk + (start[:, 1] + j) * gx
-                wzy = wz[:, k] * wy[:, j]
-                for i in range(4):
-                    idx = zj + start[:, 0] + i
-                    out += (wzy * wx[:, i])[:, None] * flat[:, idx].T
-        return out
+    def _evaluate(self, p, jacobian: bool):
+        dinv = np.linalg.inv(self.direction)
+        ci = np.ascontiguousarray((p - self.origin) @ dinv.T / self.spacing)
+        d = np.empty_like(ci)
+        J = np.empty((len(ci), 3, 3)) if jacobian else np.empty((0, 3, 3))
+        _bspline_kernel(ci, self.size.astype(np.int64), np.ascontiguousarray(self.coef, dtype=np.float64), jacobian, d, J)
+        if jacobian:
+            J = (J / self.spacing[None, None, :]) @ dinv  # d/dci -> d/dp
+        return d, J
 
     def displacement(self, p):
-        inside, start, w, _ = self._support(p, False)
-        d = self._gather(start, w[:, 0], w[:, 1], w[:, 2])
-        d[~inside] = 0.0
-        return d
+        return self._evaluate(p, False)[0]
 
     def apply(self, p):
         return p + self.displacement(p)
 
     def jacobian(self, p):
-        inside, start, w, dw = self._support(p, True)
-        J = np.empty((len(p), 3, 3))
-        for a in range(3):  # derivative along physical-grid axis a (x, y, z)
-            ws = [dw[:, b] if b == a else w[:, b] for b in range(3)]
-            J[:, :, a] = self._gather(start, *ws) / self.spacing[a]
-        J = J @ np.linalg.inv(self.direction)
-        J[~inside] = 0.0
-        return J + np.eye(3)
+        return self._evaluate(p, True)[1] + np.eye(3)
+
+
+@nb.njit(cache=True)
+def _b3_weights(t, w, dw):
+    """Cubic B-spline weights (and derivatives) of the 4 control points at offsets
+    t, t-1, t-2, t-3 from the first one (0 <= t - 1 < 1)."""
+    for k in range(4):
+        u = t - k
+        a = abs(u)
+        sgn = 1.0 if u >= 0 else -1.0
+        if a < 1.0:
+            w[k] = (4.0 - 6.0 * a * a + 3.0 * a * a * a) / 6.0
+            dw[k] = sgn * (-12.0 * a + 9.0 * a * a) / 6.0
+        elif a < 2.0:
+            w[k] = (2.0 - a) ** 3 / 6.0
+            dw[k] = -sgn * 3.0 * (2.0 - a) ** 2 / 6.0
+        else:
+            w[k] = 0.0
+            dw[k] = 0.0
+
+
+@nb.njit(cache=True)
+def _bspline_kernel(ci, size, coef, jacobian, out_d, out_j):
+    """Displacement (and d displacement / d continuous index) of a cubic B-spline at
+    continuous grid indices ``ci`` (n, 3; x, y, z). Zero outside ITK's valid region
+    1 <= ci < size - 2 along every axis. ``coef`` is (3, Gz, Gy, Gx)."""
+    n = ci.shape[0]
+    w = np.empty((3, 4))
+    dw = np.empty((3, 4))
+    start = np.empty(3, np.int64)
+    for p in range(n):
+        inside = True
+        for a in range(3):
+            if not (ci[p, a] >= 1.0 and ci[p, a] < size[a] - 2.0):
+                inside = False
+        for r in range(3):
+            out_d[p, r] = 0.0
+            if jacobian:
+                for c in range(3):
+                    out_j[p, r, c] = 0.0
+        if not inside:
+            continue
+        for a in range(3):
+            s = int(np.floor(ci[p, a])) - 1
+            start[a] = s
+            _b3_weights(ci[p, a] - s, w[a], dw[a])
+        for k in range(4):
+            z = start[2] + k
+            for j in range(4):
+                y = start[1] + j
+                wzy = w[2, k] * w[1, j]
+                for i in range(4):
+                    x = start[0] + i
+                    wv = wzy * w[0, i]
+                    c0 = coef[0, z, y, x]
+                    c1 = coef[1, z, y, x]
+                    c2 = coef[2, z, y, x]
+                    out_d[p, 0] += wv * c0
+                    out_d[p, 1] += wv * c1
+                    out_d[p, 2] += wv * c2
+                    if jacobian:
+                        gx = dw[0, i] * w[1, j] * w[2, k]
+                        gy = w[0, i] * dw[1, j] * w[2, k]
+                        gz = w[0, i] * w[1, j] * dw[2, k]
+                        out_j[p, 0, 0] += gx * c0
+                        out_j[p, 0, 1] += gy * c0
+                        out_j[p, 0, 2] += gz * c0
+                        out_j[p, 1, 0] += gx * c1
+                        out_j[p, 1, 1] += gy * c1
+                        out_j[p, 1, 2] += gz * c1
+                        out_j[p, 2, 0] += gx * c2
+                        out_j[p, 2, 1] += gy * c2
+                        out_j[p, 2, 2] += gz * c2
 
 
 def transform_from_map(pmap: ParameterMap) -> ElastixTransform:
