@@ -147,3 +147,14 @@ def test_bad_points_shape_is_rejected():
     grid = ResampleGrid((5, 6, 7), (1.0, 2.0, 3.0), Orientation(), (25.0, 25.0, 25.0))
     with pytest.raises(ValueError, match=r"\(n, 3\)"):
         grid.sample_to_resampled(np.zeros((4, 2)))
+
+
+@pytest.mark.parametrize("order", ["linear", "nearest"])
+@pytest.mark.parametrize("sigma", [0.0, 0.8, 3.1])
+def test_axis_operator_equals_filter_then_interpolate(order, sigma):
+    from spimflow.steps.resample import axis_operator, interp_axis, smooth_axis
+
+    a = np.random.default_rng(6).random((57, 5))
+    coords = np.linspace(0, 56, 13) + 0.3 * (order == "linear")
+    expected = interp_axis(smooth_axis(a, sigma, 0), np.clip(coords, 0, 56), 0, order)
+    np.testing.assert_allclose(axis_operator(57, coords, sigma, order) @ a, expected, atol=1e-6)

@@ -161,14 +161,41 @@ def interp_axis(a: np.ndarray, coords: np.ndarray, axis: int, order: str = "line
     return np.take(a, i0, axis=axis) * (1 - w) + np.take(a, i0 + 1, axis=axis) * w
 
 
-def _reduce_planes(planes: np.ndarray, grid: ResampleGrid, params: ResampleParams) -> np.ndarray:
-    """Raw planes (k, Y, X) → filtered and interpolated in-plane to (k, m_y, m_x), float32."""
+def axis_operator(n: int, coords: np.ndarray, sigma: float, order: str = "linear") -> np.ndarray:
+    """The (m, n) matrix of "Gaussian filter (edges: nearest), then interpolate at ``coords``"
+    along one axis of length ``n``: ``W @ a`` equals ``interp_axis(smooth_axis(a, sigma), coords)``
+    (scipy's truncated, normalised kernel), but costs only m·n instead of filtering every row."""
+    c = np.clip(np.asarray(coords, np.float64), 0.0, n - 1.0)
+    m = len(c)
+    if order == "nearest" or n == 1:
+        rows = [(np.clip(np.floor(c + 0.5).astype(np.intp), 0, n - 1), np.ones(m))]
+    else:
+        i0 = np.minimum(np.floor(c).astype(np.intp), n - 2)
+        w = c - i0
+        rows = [(i0, 1.0 - w), (i0 + 1, w)]
+    r = gaussian_radius(sigma)
+    offsets = np.arange(-r, r + 1)
+    kernel = np.exp(-0.5 * offsets ** 2 / sigma ** 2) if r else np.ones(1)
+    kernel /= kernel.sum()
+    W = np.zeros((m, n), np.float64)
+    out_idx = np.repeat(np.arange(m), len(offsets))
+    for centre, weight in rows:
+        cols = np.clip(centre[:, None] + offsets[None, :], 0, n - 1).ravel()
+        np.add.at(W, (out_idx, cols), (weight[:, None] * kernel[None, :]).ravel())
+    return W.astype(np.float32)
+
+
+def _in_plane_operators(grid: ResampleGrid, params: ResampleParams) -> tuple[np.ndarray, np.ndarray]:
     sig = grid.antialias_sigmas() if params.antialias else (0.0, 0.0, 0.0)
+    return tuple(axis_operator(grid.raw_shape[a], grid.sample_coordinates(a), sig[a], params.interpolation)
+                 for a in (1, 2))
+
+
+def _reduce_planes(planes: np.ndarray, ops: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Raw planes (k, Y, X) → filtered and interpolated in-plane to (k, m_y, m_x), float32."""
+    wy, wx = ops
     a = planes.astype(np.float32, copy=False)
-    for axis in (1, 2):
-        a = smooth_axis(a, sig[axis], axis)
-        a = interp_axis(a, grid.sample_coordinates(axis), axis, params.interpolation)
-    return a
+    return np.matmul(np.matmul(wy, a), wx.T)
 
 
 # -- streaming resampling ---------------------------------------------------------------
@@ -194,6 +221,7 @@ def iter_resampled_slabs(raw, grid: ResampleGrid, params: ResampleParams,
     n0 = grid.raw_shape[0]
     sigma0 = grid.antialias_sigmas()[0] if params.antialias else 0.0
     c0 = grid.sample_coordinates(0)
+    ops = _in_plane_operators(grid, params)
     order = np.argsort(c0, kind="stable")  # process raw planes front to back
     cache_lo, cache = 0, np.zeros((0, *grid.shape_in_sample_axes[1:]), np.float32)
     for k in range(0, len(order), params.chunk_planes):
@@ -202,10 +230,10 @@ def iter_resampled_slabs(raw, grid: ResampleGrid, params: ResampleParams,
         cache_hi = cache_lo + len(cache)
         parts = [cache[lo - cache_lo:]] if lo < cache_hi else []
         for z in range(max(lo, cache_hi) if parts else lo, hi, read_planes):
-            parts.append(_reduce_planes(np.asarray(raw[z:min(z + read_planes, hi)]), grid, params))
+            parts.append(_reduce_planes(np.asarray(raw[z:min(z + read_planes, hi)]), ops))
         cache_lo, cache = lo, np.concatenate(parts, axis=0)
-        window = smooth_axis(cache, sigma0, 0)
-        yield q, interp_axis(window, c0[q], 0, params.interpolation, offset=lo)
+        wz = axis_operator(len(cache), c0[q] - lo, sigma0, params.interpolation)
+        yield q, np.tensordot(wz, cache, axes=(1, 0))
 
 
 def resample_image(raw, grid: ResampleGrid, params: ResampleParams) -> np.ndarray:
