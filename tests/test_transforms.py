@@ -274,3 +274,26 @@ def test_real_allen_labels_survive_warping(shared_data):
     agree = expected == warped.ravel()
     assert agree.mean() > 0.999, f"{(~agree).sum()} of {agree.size} voxels disagree"
     assert (warped > 2 ** 24).any()
+
+
+def test_channel_correction_direction(small_registration):
+    """Signal shows the autofluorescence's anatomy shifted by d voxels: a cell at signal voxel
+    x + d sits where the autofluorescence shows x, so both must land on the same atlas point."""
+    from scipy import ndimage
+
+    lab, ref, sample, reg, _ = small_registration
+    d = np.array([1.5, -1.0, 2.0])
+    signal = ndimage.shift(sample, d, order=1) * 3.0 + 0.2  # other intensities, same anatomy, shifted
+    corr = register(sample, signal, VS, [stage_map("affine", ElastixStage(
+        resolutions=2, iterations=200, spatial_samples=2000, metric="AdvancedNormalizedCorrelation"))])
+    grid = ResampleGrid(sample.shape, VS, Orientation(), VS)
+    T = SampleAtlasTransform(VS, lab.shape, {"autofluorescence": grid, "signal": grid},
+                             ElastixChain.from_maps(reg.transform_maps), {"signal": ElastixChain.from_maps(corr.transform_maps)})
+    x = np.random.default_rng(22).uniform(8, 18, (100, 3))
+    via_signal = T.sample_to_atlas(x + d, "signal")
+    via_af = T.sample_to_atlas(x, "autofluorescence")
+    err = np.linalg.norm(via_signal - via_af, axis=1)
+    assert err.mean() < 0.2, err.mean()
+    # without the correction the same cells would be off by about |d|
+    assert np.linalg.norm(T.sample_to_atlas(x + d, "autofluorescence") - via_af, axis=1).mean() > 1.5
+    np.testing.assert_allclose(T.atlas_to_sample(via_signal, "signal"), x + d, atol=1e-3)
