@@ -218,12 +218,12 @@ def _worker(args):
 
 
 def detect_blocks(source, plan: BlockPlan, params: DetectParams, block_ids: Sequence[int] | None = None,
-                  processes: int = 1, illumination=None) -> pd.DataFrame:
+                  processes: int = 1, illumination=None, pool=None) -> pd.DataFrame:
     """Cells of the given blocks (default all), sorted by (z, y, x).
 
-    ``processes`` > 1 runs blocks in a process pool (spawned workers); each worker gets
-    the path (OME-Zarr) or only its block's voxels, so memory per process is bounded by
-    a block.
+    ``processes`` > 1 runs blocks in a process pool (spawned workers, or ``pool``, an
+    executor you started); each worker gets the path (OME-Zarr) or only its block's
+    voxels, so memory per process is bounded by a block.
     """
     ids = list(range(len(plan.blocks))) if block_ids is None else list(block_ids)
     blocks = [plan.blocks[i] for i in ids]
@@ -233,10 +233,12 @@ def detect_blocks(source, plan: BlockPlan, params: DetectParams, block_ids: Sequ
     by_path = isinstance(source, (str, os.PathLike))
     jobs = ((source if by_path else None, None if by_path else read_block(source, b), b, plan, pj, illumination)
             for b in blocks)
+    if pool is not None:
+        return concat_cells(pool.map(_worker, jobs))
     import multiprocessing as mp
 
-    with ProcessPoolExecutor(max_workers=processes, mp_context=mp.get_context("spawn")) as pool:
-        return concat_cells(pool.map(_worker, jobs))
+    with ProcessPoolExecutor(max_workers=processes, mp_context=mp.get_context("spawn")) as own:
+        return concat_cells(own.map(_worker, jobs))
 
 
 def detect_volume(source, voxel_size: Sequence[float], params: DetectParams | None = None,

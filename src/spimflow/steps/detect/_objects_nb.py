@@ -14,56 +14,69 @@ import numba as nb
 import numpy as np
 
 _NJ = dict(cache=True, nogil=True)
+_CHUNK = 32  # x-run length of the mask pre-check in the per-voxel passes
 
 
 @nb.njit(**_NJ)
 def local_max_candidates(f, thr):
-    """Voxels with f >= thr and no strictly greater 26-neighbour inside the array, (n, 3) int64."""
+    """Voxels with f >= thr and no strictly greater 26-neighbour inside the array, (n, 3) int64.
+
+    Rows are scanned in runs of 32 voxels; a run whose maximum is below thr is skipped
+    after one vectorised max.
+    """
     nz, ny, nx = f.shape
     cap = 1024
     out = np.empty((cap, 3), np.int64)
     n = 0
     for z in range(nz):
         for y in range(ny):
-            for x in range(nx):
-                v = f[z, y, x]
-                if not (v >= thr):
+            row = f[z, y]
+            for x0 in range(0, nx, _CHUNK):
+                x1 = min(x0 + _CHUNK, nx)
+                top = row[x0]
+                for x in range(x0 + 1, x1):
+                    top = max(top, row[x])
+                if not (top >= thr):
                     continue
-                if x > 0 and f[z, y, x - 1] > v:
-                    continue
-                if x < nx - 1 and f[z, y, x + 1] > v:
-                    continue
-                ok = True
-                for dz in range(-1, 2):
-                    zz = z + dz
-                    if zz < 0 or zz >= nz:
+                for x in range(x0, x1):
+                    v = row[x]
+                    if not (v >= thr):
                         continue
-                    for dy in range(-1, 2):
-                        yy = y + dy
-                        if yy < 0 or yy >= ny:
+                    if x > 0 and row[x - 1] > v:
+                        continue
+                    if x < nx - 1 and row[x + 1] > v:
+                        continue
+                    ok = True
+                    for dz in range(-1, 2):
+                        zz = z + dz
+                        if zz < 0 or zz >= nz:
                             continue
-                        for dx in range(-1, 2):
-                            xx = x + dx
-                            if xx < 0 or xx >= nx:
+                        for dy in range(-1, 2):
+                            yy = y + dy
+                            if yy < 0 or yy >= ny:
                                 continue
-                            if f[zz, yy, xx] > v:
-                                ok = False
+                            for dx in range(-1, 2):
+                                xx = x + dx
+                                if xx < 0 or xx >= nx:
+                                    continue
+                                if f[zz, yy, xx] > v:
+                                    ok = False
+                                    break
+                            if not ok:
                                 break
                         if not ok:
                             break
                     if not ok:
-                        break
-                if not ok:
-                    continue
-                if n == cap:
-                    bigger = np.empty((cap * 2, 3), np.int64)
-                    bigger[:n] = out[:n]
-                    out = bigger
-                    cap *= 2
-                out[n, 0] = z
-                out[n, 1] = y
-                out[n, 2] = x
-                n += 1
+                        continue
+                    if n == cap:
+                        bigger = np.empty((cap * 2, 3), np.int64)
+                        bigger[:n] = out[:n]
+                        out = bigger
+                        cap *= 2
+                    out[n, 0] = z
+                    out[n, 1] = y
+                    out[n, 2] = x
+                    n += 1
     return out[:n].copy()
 
 
@@ -253,75 +266,25 @@ def _parent(f, nbr, z, y, x):
 
 
 @nb.njit(**_NJ)
-def parent_codes(f, thr):
-    """Steepest-ascent neighbour code (see :func:`_parent`) of every voxel with f > thr.
-
-    int8 (z, y, x) array: 0..25 index into :func:`_neighbour_offsets`, -1 for a root
-    (no brighter neighbour, nor an equal one earlier in (z, y, x) order), -2 outside
-    the mask. Branch-free over rows so the inner loop vectorises; out-of-array
-    neighbours are skipped, exactly as :func:`_parent` does.
-    """
-    nz, ny, nx = f.shape
-    nbr = _neighbour_offsets()
-    par = np.empty((nz, ny, nx), np.int8)
-    bv = np.empty(nx, np.float32)
-    best = np.empty(nx, np.int8)
-    for z in range(nz):
-        for y in range(ny):
-            v = f[z, y]
-            for x in range(nx):
-                bv[x] = v[x]
-                best[x] = -1
-            for e in range(26):
-                zz = z + nbr[e, 0]
-                yy = y + nbr[e, 1]
-                if zz < 0 or zz >= nz or yy < 0 or yy >= ny:
-                    continue
-                dx = nbr[e, 2]
-                lo = max(0, -dx)
-                hi = nx - max(0, dx)
-                if hi <= lo:
-                    continue
-                w = f[zz, yy, lo + dx:hi + dx]
-                vs = v[lo:hi]
-                bvs = bv[lo:hi]
-                bs = best[lo:hi]
-                ee = np.int8(e)
-                if e < 13:
-                    for i in range(hi - lo):
-                        wi = w[i]
-                        c = (wi > bvs[i]) | ((wi == vs[i]) & (bs[i] == -1))
-                        bvs[i] = wi if c else bvs[i]
-                        bs[i] = ee if c else bs[i]
-                else:
-                    for i in range(hi - lo):
-                        wi = w[i]
-                        c = wi > bvs[i]
-                        bvs[i] = wi if c else bvs[i]
-                        bs[i] = ee if c else bs[i]
-            out = par[z, y]
-            for x in range(nx):
-                out[x] = best[x] if v[x] > thr else np.int8(-2)
-    return par
-
-
-@nb.njit(**_NJ)
-def cell_shapes(f, par, seeds, owned, red_src, red_tgt, rz, ry, rx, vz, vy, vx, radius_um,
-                raw, bg, dog, bz, by, bx, do_shape):
+def cell_shapes(dog, thr, seeds, owned, red_src, red_tgt, rz, ry, rx, vz, vy, vx, radius_um,
+                raw, bg, oz, oy, ox, bz, by, bx, do_shape):
     """Watershed shape and measurements of the cells ``seeds[owned]``.
 
-    Shape of cell c (seed voxel p): the mask voxels x (``par`` > -2, see
-    :func:`parent_codes`) whose steepest-ascent path stays inside the ball of
-    ``radius_um`` (ellipsoid in µm, within the box |x - p| <= (rz, ry, rx)) and ends
-    at p. A path that ends at a rejected maximum continues from the voxel that
-    rejected it (``red_src`` -> ``red_tgt``, sorted by source), so basins of suppressed
-    maxima join the maximum that suppressed them, as in a flooding watershed. This is
-    the "drop of water" watershed: it depends only on data inside the box (+1 voxel),
-    so it is the same in every block holding the box, and shapes never overlap.
+    Shape of cell c (seed voxel p): the voxels x with dog > thr whose steepest-ascent
+    path (see :func:`_parent`) stays inside the ball of ``radius_um`` (ellipsoid in µm,
+    within the box |x - p| <= (rz, ry, rx)) and ends at p. A path that ends at a
+    rejected maximum continues from the voxel that rejected it (``red_src`` ->
+    ``red_tgt``, sorted by source), so basins of suppressed maxima join the maximum that
+    suppressed them, as in a flooding watershed. This is the "drop of water"
+    watershed: it depends only on data inside the box (+1 voxel), so it is the same in
+    every block holding the box, and shapes of different cells never overlap.
+    Each cell's box is first copied into a small buffer (out-of-array voxels = -inf,
+    which _parent never picks), so the walk runs in cache.
     Peak intensities: max of raw/bg/dog over the box |d| <= (bz, by, bx) at p.
+    ``raw`` and ``bg`` may be larger arrays: their voxel (z+oz, y+oy, x+ox) is ``dog``'s (z, y, x).
     Returns size, sums (raw, bg, dog) over the shape (ball voxels in raster order), peaks.
     """
-    nz, ny, nx = f.shape
+    nz, ny, nx = dog.shape
     m = owned.shape[0]
     size = np.zeros(m, np.int64)
     sums = np.zeros((m, 3), np.float64)
@@ -335,8 +298,8 @@ def cell_shapes(f, par, seeds, owned, red_src, red_tgt, rz, ry, rx, vz, vy, vx, 
         for z in range(max(pz - bz, 0), min(pz + bz + 1, nz)):
             for y in range(max(py - by, 0), min(py + by + 1, ny)):
                 for x in range(max(px - bx, 0), min(px + bx + 1, nx)):
-                    mr = max(mr, np.float64(raw[z, y, x]))
-                    mb = max(mb, np.float64(bg[z, y, x]))
+                    mr = max(mr, np.float64(raw[z + oz, y + oy, x + ox]))
+                    mb = max(mb, np.float64(bg[z + oz, y + oy, x + ox]))
                     md = max(md, np.float64(dog[z, y, x]))
         peaks[k, 0] = mr
         peaks[k, 1] = mb
@@ -344,108 +307,134 @@ def cell_shapes(f, par, seeds, owned, red_src, red_tgt, rz, ry, rx, vz, vy, vx, 
     if not do_shape or m == 0:
         return size, sums, peaks
 
-    P = par.ravel()
-    R = raw.ravel()
-    B = bg.ravel()
-    D = dog.ravel()
     nbr = _neighbour_offsets()
-    off = np.empty(26, np.int64)
-    # local box around the seed, padded by one voxel (never in the ball) so a step
-    # out of the ball always lands on a local voxel
+    # local box around the seed, padded by one voxel (never in the ball) so every
+    # ball voxel has its 26 neighbours in the buffer
     lz, ly, lx = 2 * rz + 3, 2 * ry + 3, 2 * rx + 3
+    nl = lz * ly * lx
     loff = np.empty(26, np.int64)
     for e in range(26):
-        off[e] = (nbr[e, 0] * ny + nbr[e, 1]) * nx + nbr[e, 2]
         loff[e] = (nbr[e, 0] * ly + nbr[e, 1]) * lx + nbr[e, 2]
-    # the ball: local flags and the list of its voxels in raster order
-    nl = lz * ly * lx
     inball = np.zeros(nl, np.uint8)
-    bl = np.empty((nl, 3), np.int64)
+    bl = np.empty(nl, np.int64)   # local indices of the ball voxels, raster order
     nb_ = 0
     r2 = radius_um * radius_um
-    for az in range(lz):
-        for ay in range(ly):
-            for ax in range(lx):
-                if az == 0 or ay == 0 or ax == 0 or az == lz - 1 or ay == ly - 1 or ax == lx - 1:
-                    continue
+    for az in range(1, lz - 1):
+        for ay in range(1, ly - 1):
+            for ax in range(1, lx - 1):
                 dz = (az - 1 - rz) * vz
                 dy = (ay - 1 - ry) * vy
                 dx = (ax - 1 - rx) * vx
                 if dz * dz + dy * dy + dx * dx <= r2:
-                    inball[(az * ly + ay) * lx + ax] = 1
-                    bl[nb_, 0] = az - 1 - rz
-                    bl[nb_, 1] = ay - 1 - ry
-                    bl[nb_, 2] = ax - 1 - rx
+                    li = (az * ly + ay) * lx + ax
+                    inball[li] = 1
+                    bl[nb_] = li
                     nb_ += 1
-    stamp = np.full(nl, -1, np.int64)   # cell whose walk last resolved this voxel
+    loc = np.empty(nl, np.float32)
+    code = np.empty(nl, np.int8)
+    cstamp = np.full(nl, -1, np.int64)  # cell for which code[] was computed
+    stamp = np.full(nl, -1, np.int64)   # cell whose walk resolved this voxel
     res = np.zeros(nl, np.uint8)        # 1: belongs to that cell
-    pg = np.empty(nl + 1, np.int64)     # current path (global, local indices)
-    pl = np.empty(nl + 1, np.int64)
+    pl = np.empty(nl + 1, np.int64)     # current path (local indices)
     nred = red_src.shape[0]
     skey = np.empty(nred, np.int64)
     for i in range(nred):
         skey[i] = (red_src[i, 0] * ny + red_src[i, 1]) * nx + red_src[i, 2]
     lc = ((rz + 1) * ly + (ry + 1)) * lx + (rx + 1)
+    ninf = np.float32(-np.inf)
 
     for k in range(m):
         c = owned[k]
         pz, py, px = seeds[c, 0], seeds[c, 1], seeds[c, 2]
-        gc = (pz * ny + py) * nx + px
-        if P[gc] == -2:
+        if not (dog[pz, py, px] > thr):
             continue
+        z0, y0, x0 = pz - rz - 1, py - ry - 1, px - rx - 1   # volume index of local (0, 0, 0)
+        # gather the box (independent loads: the memory system overlaps them)
+        for az in range(lz):
+            z = z0 + az
+            for ay in range(ly):
+                y = y0 + ay
+                base = (az * ly + ay) * lx
+                if z < 0 or z >= nz or y < 0 or y >= ny:
+                    for ax in range(lx):
+                        loc[base + ax] = ninf
+                    continue
+                row = dog[z, y]
+                for ax in range(lx):
+                    x = x0 + ax
+                    loc[base + ax] = row[x] if 0 <= x < nx else ninf
         stamp[lc] = k
         res[lc] = 1
-        inside = (pz - rz >= 0 and py - ry >= 0 and px - rx >= 0 and
-                  pz + rz < nz and py + ry < ny and px + rx < nx)
         for b in range(nb_):
-            z = pz + bl[b, 0]
-            y = py + bl[b, 1]
-            x = px + bl[b, 2]
-            if not inside and (z < 0 or z >= nz or y < 0 or y >= ny or x < 0 or x >= nx):
+            li = bl[b]
+            if not (loc[li] > thr):
                 continue
-            gi = (z * ny + y) * nx + x
-            if P[gi] == -2:
-                continue
-            li = ((bl[b, 0] + rz + 1) * ly + (bl[b, 1] + ry + 1)) * lx + (bl[b, 2] + rx + 1)
             # walk up until a voxel resolved for this cell, the seed, or out of the ball
             n = 0
-            cg = gi
             cl = li
             mine = 0
             while True:
                 if stamp[cl] == k:
                     mine = res[cl]
                     break
-                pg[n] = cg
                 pl[n] = cl
                 n += 1
-                code = P[cg]
-                if code >= 0:
-                    cg = cg + off[code]
-                    cl = cl + loff[code]
+                if cstamp[cl] != k:
+                    v = loc[cl]
+                    best = -1
+                    if v > thr:
+                        # branch-free arg-max (see _parent): earlier offsets win ties; an
+                        # equal neighbour qualifies only if it precedes the voxel (e < 13)
+                        bv = v
+                        for e in range(13):
+                            w = loc[cl + loff[e]]
+                            t = (w > bv) | ((w == v) & (best == -1))
+                            bv = w if t else bv
+                            best = e if t else best
+                        for e in range(13, 26):
+                            w = loc[cl + loff[e]]
+                            t = w > bv
+                            bv = w if t else bv
+                            best = e if t else best
+                    else:
+                        best = -2
+                    code[cl] = best
+                    cstamp[cl] = k
+                cd = code[cl]
+                if cd >= 0:
+                    cl = cl + loff[cd]
                     if not inball[cl]:
                         break
                     continue
+                if cd == -2:
+                    break
                 # a root other than the seed: follow its redirect, if any
-                j = np.searchsorted(skey, cg)
-                if j < nred and skey[j] == cg:
-                    tz = red_tgt[j, 0] - pz + rz + 1
-                    ty = red_tgt[j, 1] - py + ry + 1
-                    tx = red_tgt[j, 2] - px + rx + 1
-                    if tz < 0 or tz >= lz or ty < 0 or ty >= ly or tx < 0 or tx >= lx:
+                az = cl // (ly * lx)
+                ay = (cl // lx) % ly
+                ax = cl % lx
+                gi = ((z0 + az) * ny + (y0 + ay)) * nx + (x0 + ax)
+                j = np.searchsorted(skey, gi)
+                if j < nred and skey[j] == gi:
+                    tz = red_tgt[j, 0] - z0
+                    ty = red_tgt[j, 1] - y0
+                    tx = red_tgt[j, 2] - x0
+                    if tz < 1 or tz >= lz - 1 or ty < 1 or ty >= ly - 1 or tx < 1 or tx >= lx - 1:
                         break
                     cl = (tz * ly + ty) * lx + tx
                     if not inball[cl]:
                         break
-                    cg = (red_tgt[j, 0] * ny + red_tgt[j, 1]) * nx + red_tgt[j, 2]
                     continue
                 break
             for t in range(n):
                 stamp[pl[t]] = k
                 res[pl[t]] = mine
             if mine:
+                az = li // (ly * lx)
+                ay = (li // lx) % ly
+                ax = li % lx
+                z, y, x = z0 + az, y0 + ay, x0 + ax
                 size[k] += 1
-                sums[k, 0] += R[gi]
-                sums[k, 1] += B[gi]
-                sums[k, 2] += D[gi]
+                sums[k, 0] += raw[z + oz, y + oy, x + ox]
+                sums[k, 1] += bg[z + oz, y + oy, x + ox]
+                sums[k, 2] += loc[li]
     return size, sums, peaks

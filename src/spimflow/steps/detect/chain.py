@@ -70,53 +70,74 @@ def detection_radii(voxel_size: Sequence[float], params: DetectParams) -> Radii:
     return Radii(bg, dog, mx, sh, box)  # type: ignore[arg-type]
 
 
-def required_overlap(voxel_size: Sequence[float], params: DetectParams) -> tuple[int, int, int]:
-    """Smallest overlap (voxels per axis) for block results identical to a whole-volume run.
+def object_margin(voxel_size: Sequence[float], params: DetectParams) -> tuple[int, int, int]:
+    """How far (voxels per axis) beyond the core the objects of owned cells read the filtered image.
 
     A cell owned by a block has its peak voxel p within (maxima window + 1) of the core
     (its centre is the region centroid or p ± 0.5). Results at p read the filtered image
-    within max(window, box, shape radius + 1 + window) of p (the watershed box, the
-    neighbours of its voxels, and the maxima tests of the roots inside it), and the
-    filtered image is exact only farther than the filters' reach from an internal edge.
+    within max(window, box, shape radius + 1 + window) of p: the maxima test, the peak
+    box, and the watershed ball with the neighbours of its voxels and the maxima tests
+    of the roots inside it.
     """
     r = detection_radii(voxel_size, params)
     out = []
     for a in range(3):
         need = max(r.maxima[a], 1, r.box[a], (r.shape[a] + 1 + r.maxima[a]) if params.shape.enabled else 0)
-        out.append(r.filters[a] + r.maxima[a] + 1 + need)
+        out.append(r.maxima[a] + 1 + need)
     return tuple(out)  # type: ignore[return-value]
+
+
+def required_overlap(voxel_size: Sequence[float], params: DetectParams) -> tuple[int, int, int]:
+    """Smallest overlap (voxels per axis) for block results identical to a whole-volume run:
+    :func:`object_margin` plus the filters' reach (the filtered image is exact only
+    farther than that from an internal block edge)."""
+    r = detection_radii(voxel_size, params)
+    return tuple(m + f for m, f in zip(object_margin(voxel_size, params), r.filters))  # type: ignore[return-value]
 
 
 # -- steps -------------------------------------------------------------------------------
 
 @dataclass
 class Filtered:
-    raw: np.ndarray  # float32 copy of the input
-    bg: np.ndarray   # after illumination and background removal
-    dog: np.ndarray  # after the DoG (the image maxima and shapes work on)
+    """The images of the chain on one block.
+
+    ``raw``: the input (uint16/float32 as given); ``bg``: after illumination and
+    background removal (float32, whole block); ``dog``: the image maxima and shapes
+    work on, computed only on the sub-box starting at block voxel ``origin``.
+    """
+
+    raw: np.ndarray
+    bg: np.ndarray
+    dog: np.ndarray
+    origin: tuple[int, int, int] = (0, 0, 0)
 
 
 def filter_chain(raw: np.ndarray, voxel_size: Sequence[float], params: DetectParams,
-                 gain: np.ndarray | None = None) -> Filtered:
+                 gain: np.ndarray | None = None, sub: tuple[slice, slice, slice] | None = None) -> Filtered:
     """Illumination (``gain``: 1/field, broadcast over planes), background, DoG.
 
     A switched-off step passes its input through, so ``bg`` is the illumination-
     corrected image without background removal and ``dog`` equals ``bg`` without DoG.
+    ``sub``: compute the DoG only on this sub-box of the block (default: all of it).
     """
-    raw32 = as_float32(raw)
-    work = raw32
+    if raw.dtype not in (np.uint16, np.float32):
+        raw = raw.astype(np.float32)
+    raw = np.ascontiguousarray(raw)
+    work = raw
     if params.illumination.enabled:
         if gain is None:
             raise ValueError("illumination is enabled: pass the gain of this block")
-        work = np.ascontiguousarray(raw32 * gain, np.float32)
-    bg = remove_background(work, voxel_size, params.background) if params.background.enabled else work
-    dog = dog_filter(bg, voxel_size, params.dog) if params.dog.enabled else bg
-    return Filtered(raw32, bg, dog)
+        work = np.ascontiguousarray(as_float32(raw) * gain, np.float32)
+    bg = remove_background(work, voxel_size, params.background) if params.background.enabled else as_float32(work)
+    sub = sub or (slice(0, raw.shape[0]), slice(0, raw.shape[1]), slice(0, raw.shape[2]))
+    part = bg[sub]
+    dog = dog_filter(part, voxel_size, params.dog) if params.dog.enabled else np.ascontiguousarray(part)
+    return Filtered(raw, bg, dog, tuple(s.start for s in sub))  # type: ignore[arg-type]
 
 
 @dataclass
 class Maxima:
-    peaks: np.ndarray    # (n, 3) int64 peak voxel of each maximum (block indices)
+    peaks: np.ndarray    # (n, 3) int64 peak voxel of each maximum (indices of the image searched)
     deltas: np.ndarray   # (n, 3) float64 centre - peak (sub-voxel fit or region centroid)
     rejected: np.ndarray  # (k, 3) int64 local maxima that were not kept (plateau duplicates, h-max) ...
     targets: np.ndarray   # (k, 3) int64 ... and the brighter (or equal, earlier) voxel that rejected each
@@ -161,7 +182,7 @@ def owned_mask(centres: np.ndarray, core: Sequence[tuple[int, int]], volume_shap
 
 def measure_cells(flt: Filtered, maxima: Maxima, owned: np.ndarray, voxel_size: Sequence[float],
                   params: DetectParams) -> dict[str, np.ndarray]:
-    """Shape (watershed) and intensities of the maxima with index in ``owned``.
+    """Shape (watershed) and intensities of the maxima (found in ``flt.dog``) with index in ``owned``.
 
     size: voxels in the watershed shape (0 when shape is off or the peak is not above
     the shape threshold); intensity_*: max of raw / bg / dog in the peak box;
@@ -169,14 +190,10 @@ def measure_cells(flt: Filtered, maxima: Maxima, owned: np.ndarray, voxel_size: 
     """
     r = detection_radii(voxel_size, params)
     vz, vy, vx = (float(v) for v in voxel_size)
-    if params.shape.enabled:
-        par = O.parent_codes(flt.dog, np.float32(params.shape.threshold))
-    else:
-        par = np.full((1, 1, 1), -2, np.int8)
     size, sums, peaks = O.cell_shapes(
-        flt.dog, par, maxima.peaks, owned.astype(np.int64),
-        maxima.rejected, maxima.targets, *r.shape, vz, vy, vx, float(params.shape.max_radius_um),
-        flt.raw, flt.bg, flt.dog, *r.box, bool(params.shape.enabled))
+        flt.dog, np.float32(params.shape.threshold), maxima.peaks, owned.astype(np.int64), maxima.rejected, maxima.targets, *r.shape,
+        vz, vy, vx, float(params.shape.max_radius_um), flt.raw, flt.bg, *flt.origin, *r.box,
+        bool(params.shape.enabled))
     with np.errstate(invalid="ignore", divide="ignore"):
         means = sums / np.where(size > 0, size, np.nan)[:, None]
     return {
@@ -207,9 +224,18 @@ def detect_block(raw: np.ndarray, voxel_size: Sequence[float], params: DetectPar
         core = [(int(o), int(o + s)) for o, s in zip(offset, raw.shape)]
     if not raw.size:
         return empty_cells()
-    flt = filter_chain(raw, voxel_size, params, gain)
+    # the DoG and the objects only where owned cells can look (see object_margin)
+    r = detection_radii(voxel_size, params)
+    margin = np.add(object_margin(voxel_size, params), r.dog)
+    lo = np.maximum(np.array([c[0] for c in core]) - offset - margin, 0)
+    hi = np.minimum(np.array([c[1] for c in core]) - offset + margin, raw.shape)
+    if np.any(hi <= lo):
+        return empty_cells()
+    sub = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    flt = filter_chain(raw, voxel_size, params, gain, sub)
     mx = find_maxima(flt.dog, voxel_size, params)
-    centres = (mx.peaks + offset).astype(np.float64) + mx.deltas  # integer + delta: exact in any block
+    origin = offset + np.asarray(flt.origin, np.int64)
+    centres = (mx.peaks + origin).astype(np.float64) + mx.deltas  # integer + delta: exact in any block
     owned = np.flatnonzero(owned_mask(centres, core, volume_shape))
     if not len(owned):
         return empty_cells()
