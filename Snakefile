@@ -17,6 +17,8 @@ include: "workflow/rules/ingest.smk"
 # (stage rule files are included here, one line each, in pipeline order)
 include: "workflow/rules/atlas.smk"
 include: "workflow/rules/register.smk"
+include: "workflow/rules/detect.smk"
+include: "workflow/rules/cells.smk"
 
 
 rule all:

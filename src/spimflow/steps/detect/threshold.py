@@ -27,3 +27,19 @@ def threshold_cells(cells: pd.DataFrame, ranges: Mapping[str, tuple[float | None
         if hi is not None:
             keep &= v <= hi
     return cells.loc[keep].reset_index(drop=True)
+
+
+def check_threshold_config(ranges: Mapping[str, tuple[float | None, float | None]], shape_enabled: bool = True,
+                           key: str = "steps.threshold.ranges") -> list[str]:
+    """Problems with threshold ranges, found before any job runs (unknown column; a shape
+    measure while steps.detect.shape is off, which makes it 0 / NaN for every cell)."""
+    from spimflow.steps.detect.chain import MEASURED_COLUMNS
+
+    problems = []
+    for col in ranges:
+        if col not in MEASURED_COLUMNS:
+            problems.append(f"{key}.{col}: no such cell column; expected one of {', '.join(MEASURED_COLUMNS)}")
+        elif not shape_enabled and col in ("size", "volume_um3", "mean_raw", "mean_bg", "mean_dog"):
+            problems.append(f"{key}.{col}: needs the cell shape, but steps.detect.shape.enabled is false "
+                            "(every cell would have size 0)")
+    return problems
