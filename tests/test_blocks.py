@@ -124,3 +124,20 @@ def test_blocks_read_from_an_ome_zarr_give_the_in_memory_result(volumes, tmp_pat
     a = detect_volume(tmp_path / "signal.ome.zarr", DEMO_VOX, p, processes=2)
     b = detect_volume(vol, DEMO_VOX, p)
     assert a.equals(b)
+
+
+def test_illumination_correction_is_block_independent_too(volumes):
+    from spimflow.steps.detect import estimate_illumination
+
+    vol = volumes[DEMO_VOX]
+    p = DetectParams()
+    p.illumination.enabled = True
+    p.illumination.sigma_um = 150.0
+    field = estimate_illumination(lambda a, b: vol[a:b], vol.shape, DEMO_VOX, p.illumination)
+    assert field.field.shape[0] == vol.shape[0]  # one field per plane
+    ref = sort_cells(detect_cells(vol, DEMO_VOX, p, illumination=field)).drop(columns="block")
+    plain = sort_cells(detect_cells(vol, DEMO_VOX, DetectParams())).drop(columns="block")
+    assert not ref.equals(plain)  # the correction changes intensities
+    for size in (32, 64):
+        got = detect_volume(vol, DEMO_VOX, with_blocks(p, (size, size, size)), illumination=field)
+        assert got.drop(columns="block").equals(ref)
