@@ -28,11 +28,10 @@ def plane_name(axis: int, atlas_code: str) -> str:
 
 
 def boundaries(labels: np.ndarray) -> np.ndarray:
-    """2-D mask of pixels whose label differs from a 4-neighbour (region borders)."""
+    """2-D mask of pixels whose label differs from the pixel below or to the right
+    (one-sided, so borders are one pixel wide)."""
     b = np.zeros(labels.shape, bool)
-    b[1:, :] |= labels[1:, :] != labels[:-1, :]
     b[:-1, :] |= labels[1:, :] != labels[:-1, :]
-    b[:, 1:] |= labels[:, 1:] != labels[:, :-1]
     b[:, :-1] |= labels[:, 1:] != labels[:, :-1]
     return b
 
@@ -47,21 +46,22 @@ def to_grey(image: np.ndarray, low: float = 1.0, high: float = 99.5) -> np.ndarr
     return (np.clip(scaled, 0, 1) * 255).astype(np.uint8)
 
 
+def _upscale(a: np.ndarray, reps: Sequence[int]) -> np.ndarray:
+    return np.repeat(np.repeat(a, reps[0], axis=0), reps[1], axis=1)
+
+
 def overlay(image2d: np.ndarray, labels2d: np.ndarray, pixel_size: Sequence[float], min_side: int = 360) -> np.ndarray:
-    """RGB picture: grey image, region boundaries in yellow, brain outline in cyan,
-    upscaled (nearest) so a pixel is square in µm and the short side has ≥ ``min_side`` px."""
-    grey = to_grey(image2d)
-    rgb = np.repeat(grey[:, :, None], 3, axis=2)
-    inner = boundaries(labels2d) & (labels2d > 0)
-    outline = boundaries(labels2d > 0)
-    rgb[inner] = BOUNDARY_RGB
-    rgb[outline] = OUTLINE_RGB
-    # isotropic display: repeat rows/cols so each display pixel is the same number of µm
+    """RGB picture: grey image, region borders in yellow, brain outline in cyan, upscaled
+    (nearest) so a pixel is square in µm and the short side has ≥ ``min_side`` px; borders
+    are drawn on the upscaled grid, one pixel wide."""
     unit = min(pixel_size)
-    reps = [max(1, int(round(p / unit))) for p in pixel_size]
-    base = np.array(rgb.shape[:2]) * reps
-    k = max(1, int(np.ceil(min_side / max(1, base.min()))))
-    rgb = np.repeat(np.repeat(rgb, reps[0] * k, axis=0), reps[1] * k, axis=1)
+    reps = np.array([max(1, int(round(p / unit))) for p in pixel_size])
+    k = max(1, int(np.ceil(min_side / max(1, (np.array(image2d.shape) * reps).min()))))
+    reps = reps * k
+    rgb = np.repeat(_upscale(to_grey(image2d), reps)[:, :, None], 3, axis=2)
+    labels = _upscale(labels2d, reps)
+    rgb[boundaries(labels) & (labels > 0)] = BOUNDARY_RGB
+    rgb[boundaries(labels > 0)] = OUTLINE_RGB
     return rgb
 
 
@@ -85,7 +85,10 @@ def write_qc_pngs(sample: np.ndarray, labels: np.ndarray, voxel_size: Sequence[f
         index = [slice(None)] * 3
         index[axis] = centre[axis]
         img2d, lab2d = sample[tuple(index)], labels[tuple(index)]
-        px = [v for a, v in enumerate(voxel_size) if a != axis]
+        rest = [a for a in range(3) if a != axis]
+        if _PAIR[atlas_code[rest[1]]] == "si":  # dorsal/ventral runs down the picture
+            img2d, lab2d, rest = img2d.T, lab2d.T, rest[::-1]
+        px = [voxel_size[a] for a in rest]
         rgb = overlay(img2d, lab2d, px)
         name = plane_name(axis, atlas_code)
         caption = f"{name} plane, atlas axis {axis} = {centre[axis]}" + (f"  |  {title}" if title else "")
