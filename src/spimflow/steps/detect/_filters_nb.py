@@ -16,81 +16,6 @@ import numpy as np
 _NJ = dict(cache=True, nogil=True)
 
 
-# -- separable symmetric convolution --------------------------------------------------
-# ``w`` holds the half kernel [w0, w1, ..., wr]; output = w0*c + sum_k wk*(a_-k + a_+k),
-# accumulated in that order for every voxel.
-
-@nb.njit(**_NJ)
-def conv_z(src, dst, w):
-    nz, ny, nx = src.shape
-    r = w.shape[0] - 1
-    w0 = w[0]
-    for z in range(nz):
-        for y in range(ny):
-            d = dst[z, y]
-            c = src[z, y]
-            for x in range(nx):
-                d[x] = w0 * c[x]
-            for k in range(1, r + 1):
-                a = src[max(z - k, 0), y]
-                b = src[min(z + k, nz - 1), y]
-                wk = w[k]
-                for x in range(nx):
-                    d[x] += wk * (a[x] + b[x])
-
-
-@nb.njit(**_NJ)
-def conv_y(src, dst, w):
-    nz, ny, nx = src.shape
-    r = w.shape[0] - 1
-    w0 = w[0]
-    for z in range(nz):
-        for y in range(ny):
-            d = dst[z, y]
-            c = src[z, y]
-            for x in range(nx):
-                d[x] = w0 * c[x]
-            for k in range(1, r + 1):
-                a = src[z, max(y - k, 0)]
-                b = src[z, min(y + k, ny - 1)]
-                wk = w[k]
-                for x in range(nx):
-                    d[x] += wk * (a[x] + b[x])
-
-
-@nb.njit(**_NJ)
-def conv_x(src, dst, w, subtract):
-    """Convolve along x; ``subtract``: dst -= result (used to form G_inner - G_outer)."""
-    nz, ny, nx = src.shape
-    r = w.shape[0] - 1
-    w0 = w[0]
-    buf = np.empty(nx + 2 * r, np.float32)
-    acc = np.empty(nx, np.float32)
-    for z in range(nz):
-        for y in range(ny):
-            row = src[z, y]
-            for i in range(r):
-                buf[i] = row[0]
-                buf[nx + r + i] = row[nx - 1]
-            buf[r:r + nx] = row
-            c = buf[r:r + nx]
-            for x in range(nx):
-                acc[x] = w0 * c[x]
-            for k in range(1, r + 1):
-                wk = w[k]
-                lo = buf[r - k:r - k + nx]
-                hi = buf[r + k:r + k + nx]
-                for x in range(nx):
-                    acc[x] += wk * (lo[x] + hi[x])
-            d = dst[z, y]
-            if subtract:
-                for x in range(nx):
-                    d[x] = d[x] - acc[x]
-            else:
-                for x in range(nx):
-                    d[x] = acc[x]
-
-
 # -- running min / max (van Herk / Gil-Werman), O(1) per voxel -----------------------
 
 @nb.njit(**_NJ)
@@ -304,17 +229,9 @@ def to_float32(src, dst):
                 dst[z, y, x] = np.float32(src[z, y, x])
 
 
-@nb.njit(**_NJ)
-def scale_planes(src, gain, dst):
-    """dst[z, y, x] = src[z, y, x] * gain[z or 0, y, x]."""
-    nz, ny, nx = src.shape
-    per_plane = gain.shape[0] > 1
-    for z in range(nz):
-        gz = gain[z] if per_plane else gain[0]
-        for y in range(ny):
-            for x in range(nx):
-                dst[z, y, x] = src[z, y, x] * gz[y, x]
-
+# -- difference of Gaussians --------------------------------------------------------------
+# Half kernels [w0, w1, ..., wr]: output = w0*c + sum_k wk*(a_-k + a_+k), accumulated in
+# that order for every voxel.
 
 @nb.njit(**_NJ)
 def _row_x(src_row, buf, acc, w):
@@ -338,70 +255,76 @@ def _row_x(src_row, buf, acc, w):
 
 
 @nb.njit(**_NJ)
-def dog_fused(src, out, kiz, kiy, kix, koz, koy, kox):
-    """out = G_inner * src - G_outer * src, one z plane at a time.
+def dog_fused(src, out, kiz, kiy, kix, koz, koy, kox, strip):
+    """out = G_inner * src - G_outer * src, in strips of ``strip`` rows, one z plane at a time.
 
     Same arithmetic per voxel as conv_z -> conv_y -> conv_x for each Gaussian (taps
     accumulated centre first, then k = 1..r), but both Gaussians share the input
-    loads and the intermediates stay in plane/row buffers (cache) instead of full
-    3D temporaries.
+    loads, the intermediates stay in strip/row buffers, and a strip's z window of input
+    rows stays in cache from one plane to the next.
     """
     nz, ny, nx = src.shape
     ri = kiz.shape[0] - 1
     ro = koz.shape[0] - 1
-    ai = np.empty((ny, nx), np.float32)
-    ao = np.empty((ny, nx), np.float32)
+    ryi = kiy.shape[0] - 1
+    ryo = koy.shape[0] - 1
+    hy = max(ryi, ryo)
+    nb_rows = min(strip + 2 * hy, ny)
+    ai = np.empty((nb_rows, nx), np.float32)
+    ao = np.empty((nb_rows, nx), np.float32)
     rowi = np.empty(nx, np.float32)
     rowo = np.empty(nx, np.float32)
     r = max(kix.shape[0], kox.shape[0])
     buf = np.empty(nx + 2 * r, np.float32)
     acci = np.empty(nx, np.float32)
     acco = np.empty(nx, np.float32)
-    for z in range(nz):
-        # z pass, both kernels
-        for y in range(ny):
-            di = ai[y]
-            do = ao[y]
-            c = src[z, y]
-            wi0 = kiz[0]
-            wo0 = koz[0]
-            for x in range(nx):
-                di[x] = wi0 * c[x]
-                do[x] = wo0 * c[x]
-            for k in range(1, max(ri, ro) + 1):
-                a = src[max(z - k, 0), y]
-                b = src[min(z + k, nz - 1), y]
-                if k <= ri and k <= ro:
-                    wi = kiz[k]
-                    wo = koz[k]
-                    for x in range(nx):
-                        s = a[x] + b[x]
-                        di[x] += wi * s
-                        do[x] += wo * s
-                elif k <= ro:
-                    wo = koz[k]
-                    for x in range(nx):
-                        do[x] += wo * (a[x] + b[x])
-                else:
-                    wi = kiz[k]
-                    for x in range(nx):
-                        di[x] += wi * (a[x] + b[x])
-        # y pass then x pass, row by row
-        for y in range(ny):
-            for plane, w, row, acc in ((ai, kiy, rowi, acci), (ao, koy, rowo, acco)):
-                ry = w.shape[0] - 1
-                c = plane[y]
-                w0 = w[0]
+    for y0 in range(0, ny, strip):
+        y1 = min(y0 + strip, ny)
+        ya = max(y0 - hy, 0)
+        yb = min(y1 + hy, ny)
+        for z in range(nz):
+            for y in range(ya, yb):
+                di = ai[y - ya]
+                do = ao[y - ya]
+                c = src[z, y]
+                wi0 = kiz[0]
+                wo0 = koz[0]
                 for x in range(nx):
-                    row[x] = w0 * c[x]
-                for k in range(1, ry + 1):
-                    a = plane[max(y - k, 0)]
-                    b = plane[min(y + k, ny - 1)]
-                    wk = w[k]
+                    di[x] = wi0 * c[x]
+                    do[x] = wo0 * c[x]
+                for k in range(1, max(ri, ro) + 1):
+                    a = src[max(z - k, 0), y]
+                    b = src[min(z + k, nz - 1), y]
+                    if k <= ri and k <= ro:
+                        wi = kiz[k]
+                        wo = koz[k]
+                        for x in range(nx):
+                            s = a[x] + b[x]
+                            di[x] += wi * s
+                            do[x] += wo * s
+                    elif k <= ro:
+                        wo = koz[k]
+                        for x in range(nx):
+                            do[x] += wo * (a[x] + b[x])
+                    else:
+                        wi = kiz[k]
+                        for x in range(nx):
+                            di[x] += wi * (a[x] + b[x])
+            for y in range(y0, y1):
+                for plane, w, row in ((ai, kiy, rowi), (ao, koy, rowo)):
+                    ry = w.shape[0] - 1
+                    c = plane[y - ya]
+                    w0 = w[0]
                     for x in range(nx):
-                        row[x] += wk * (a[x] + b[x])
-            _row_x(rowi, buf, acci, kix)
-            _row_x(rowo, buf, acco, kox)
-            d = out[z, y]
-            for x in range(nx):
-                d[x] = acci[x] - acco[x]
+                        row[x] = w0 * c[x]
+                    for k in range(1, ry + 1):
+                        a = plane[max(y - k, 0) - ya]
+                        b = plane[min(y + k, ny - 1) - ya]
+                        wk = w[k]
+                        for x in range(nx):
+                            row[x] += wk * (a[x] + b[x])
+                _row_x(rowi, buf, acci, kix)
+                _row_x(rowo, buf, acco, kox)
+                d = out[z, y]
+                for x in range(nx):
+                    d[x] = acci[x] - acco[x]

@@ -192,5 +192,5 @@ def dog_filter(img: np.ndarray, voxel_size: Sequence[float], params: DogParams) 
         return out
     ki = [gaussian_half_kernel(params.sigma_inner_um / v, params.truncate) for v in voxel_size]
     ko = [gaussian_half_kernel(params.sigma_outer_um / v, params.truncate) for v in voxel_size]
-    K.dog_fused(src, out, *ki, *ko)
+    K.dog_fused(src, out, *ki, *ko, 48)
     return out
