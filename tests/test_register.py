@@ -48,6 +48,18 @@ def test_matching_permutations_finds_the_swap():
     assert matching_permutations(atlas, atlas, 0.1)[0] == (0, 1, 2)
 
 
+def test_left_right_ties_keep_the_configured_side():
+    from spimflow.steps.register import Candidate, prefer_configured_left_right
+
+    cur = Orientation.from_codes("spl", "asr")
+    c = lambda code, s: Candidate(Orientation.from_codes(code, "asr"), code, s)  # noqa: E731
+    ranked = prefer_configured_left_right([c("ipr", 0.90), c("ipl", 0.89), c("spl", 0.6)], cur, "asr")
+    assert [x.code for x in ranked] == ["ipl", "ipr", "spl"]
+    # a clear winner is not overruled, and non-twins are never swapped
+    assert [x.code for x in prefer_configured_left_right([c("ipr", 0.9), c("ipl", 0.7)], cur, "asr")] == ["ipr", "ipl"]
+    assert [x.code for x in prefer_configured_left_right([c("ipr", 0.9), c("spl", 0.89)], cur, "asr")] == ["ipr", "spl"]
+
+
 def test_stage_maps_carry_config_and_extra_keys():
     st = ElastixStage(resolutions=3, iterations=123, spatial_samples=999, extra={"NumberOfHistogramBins": 64,
                                                                                  "UseRandomSampleRegion": True})
@@ -107,3 +119,133 @@ def test_qc_pngs_show_boundaries(tmp_path):
         n_in = np.all(rgb == BOUNDARY_RGB, axis=2).sum()
         assert n_out > 0
         assert (n_in > 0) == (axis != 2)  # the 1|2 border is cut by the coronal and horizontal planes only
+
+
+# -- the demo brain through the real Snakemake rules (registered once) -------------------------------
+
+def snakemake(workdir: Path, config: Path, *targets: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", *targets, "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(config), "--cores", "2"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """Demo data → ingest → resample → register, with `snakemake --cores 2` in a temp dir."""
+    work = tmp_path_factory.mktemp("demo_register")
+    cfg = (REPO / "config" / "sample.yaml").read_text()
+    (work / "config.yaml").write_text(cfg)
+    t0 = time.perf_counter()
+    res = snakemake(work, work / "config.yaml", "results/demo/registration/registration.json")
+    wall = time.perf_counter() - t0
+    assert res.returncode == 0, res.stderr[-4000:]
+    return work, wall
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
+
+
+def test_demo_dice_against_true_annotation(demo_run):
+    import tifffile
+
+    from spimflow.io.omezarr import open_ome_zarr
+
+    work, _ = demo_run
+    warped = np.asarray(open_ome_zarr(work / "results/demo/registration/annotation_in_sample.ome.zarr").array[...])
+    truth = tifffile.imread(work / "resources/demo/truth/annotation_in_resampled.tif")
+    assert warped.shape == truth.shape
+    ids = [int(k) for k in np.unique(truth) if k]
+    scores = {k: dice(warped == k, truth == k) for k in ids}
+    sizes = {k: int((truth == k).sum()) for k in ids}
+    largest = sorted(ids, key=lambda k: -sizes[k])[:3]
+    print(f"Dice over {len(ids)} regions: mean {np.mean(list(scores.values())):.3f}, min {min(scores.values()):.3f}; "
+          f"largest {[(k, round(scores[k], 3)) for k in largest]}")
+    assert np.mean(list(scores.values())) >= 0.85
+    assert all(scores[k] >= 0.9 for k in largest)
+    assert dice(warped > 0, truth > 0) >= 0.95
+
+
+def test_demo_true_cells_map_into_the_atlas(demo_run):
+    import pandas as pd
+
+    from spimflow.transforms import SampleAtlasTransform
+
+    work, _ = demo_run
+    T = SampleAtlasTransform.load(work / "results/demo/registration")
+    cells = pd.read_csv(work / "resources/demo/truth/cells.csv")
+    est = T.sample_to_atlas(cells[["z", "y", "x"]].to_numpy(float), "signal")
+    err = np.linalg.norm(est - cells[["az", "ay", "ax"]].to_numpy(float), axis=1)
+    print(f"{len(cells)} true cells: point error mean {err.mean():.3f}, median {np.median(err):.3f}, "
+          f"p95 {np.percentile(err, 95):.3f} atlas voxels")
+    assert len(cells) > 100
+    assert err.mean() < 1.0
+
+
+def test_demo_round_trip_sample_atlas_sample(demo_run):
+    from spimflow.transforms import SampleAtlasTransform
+
+    work, _ = demo_run
+    T = SampleAtlasTransform.load(work / "results/demo/registration")
+    grid = T.grids["signal"]
+    rng = np.random.default_rng(0)
+    # random points inside the brain: raw positions of resampled voxels inside the warped brain
+    from spimflow.io.omezarr import open_ome_zarr
+
+    brain = np.asarray(open_ome_zarr(work / "results/demo/registration/annotation_in_sample.ome.zarr").array[...]) > 0
+    r = np.argwhere(brain)[rng.choice(int(brain.sum()), 20000)] + rng.uniform(-0.5, 0.5, (20000, 3))
+    raw = grid.resampled_to_sample(r)
+    back = T.atlas_to_sample(T.sample_to_atlas(raw, "signal"), "signal")
+    err = np.linalg.norm(back - raw, axis=1)
+    print(f"round trip sample->atlas->sample of {len(raw)} points: max error {np.nanmax(err):.2e} raw voxels")
+    assert not np.isnan(err).any()
+    assert err.max() < 0.5
+
+
+def test_demo_outputs_and_timing(demo_run):
+    from PIL import Image
+
+    work, wall = demo_run
+    reg = work / "results/demo/registration"
+    meta = json.loads((reg / "registration.json").read_text())
+    assert meta["similarity"]["after"] > max(0.6, meta["similarity"]["before"])
+    assert meta["guard"]["extent"]["passed"] and meta["guard"]["similarity"]["passed"]
+    assert meta["guard"]["flips"]["configured"] == "ipl"
+    assert meta["orientation"]["signal"]["clearmap"] == [-1, -3, -2]
+    for f in meta["atlas_transform"]:
+        assert (reg / f).is_file()
+    for a in range(3):
+        assert Image.open(reg / f"qc_{a}.png").size[0] >= 300
+    secs = meta["seconds"]
+    print(f"demo: snakemake wall {wall:.0f} s; registration task {secs['task']:.1f} s "
+          f"(guard {secs['guard_before']:.1f}, elastix {secs['atlas_registration']:.1f}, warp {secs['warp']:.1f})")
+    assert secs["task"] < 180  # "a couple of minutes on 2 cores"
+    # the resampled autofluorescence carries its grid
+    from spimflow.io.omezarr import open_ome_zarr
+
+    img = open_ome_zarr(work / "results/demo/resampled/autofluorescence.ome.zarr")
+    assert img.attrs["spimflow"]["resample"]["shape"] == list(img.shape)
+
+
+@pytest.mark.parametrize("wrong, expect", [
+    ("spl", "Likely fix: set channels.autofluorescence.orientation and channels.signal.orientation to 'ipl'"),
+    ("pil", "does not have the atlas's shape"),
+])
+def test_demo_wrong_orientation_is_caught(demo_run, wrong, expect):
+    """The same demo data declared with a wrong orientation: the register rule stops with a
+    message naming the key and the fix; no registration output is left behind."""
+    import yaml
+
+    work, _ = demo_run
+    cfg = yaml.safe_load((REPO / "config" / "sample.yaml").read_text())
+    cfg["sample"] = f"wrong_{wrong}"
+    for ch in ("signal", "autofluorescence"):
+        cfg["channels"][ch]["orientation"] = wrong
+    path = work / f"wrong_{wrong}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = snakemake(work, path, f"results/wrong_{wrong}/registration/registration.json")
+    assert res.returncode != 0
+    log = (work / f"results/wrong_{wrong}/logs/register.log").read_text()
+    print(log[log.find("orientation guard"):][:1500])
+    assert "orientation guard" in log and expect in log
+    assert not (work / f"results/wrong_{wrong}/registration/registration.json").exists()

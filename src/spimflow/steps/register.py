@@ -378,12 +378,29 @@ def coarse_ranking(sample: np.ndarray, reference: np.ndarray, annotation: np.nda
             score = -1.0
         full = compose(rel, current)
         out.append(Candidate(full, orientation_code(full, atlas_code), float(score)))
-    return sorted(out, key=lambda c: -c.similarity)
+    return prefer_configured_left_right(sorted(out, key=lambda c: -c.similarity), current, atlas_code)
 
 
 def all_relative_orientations(perms: Iterable[tuple[int, int, int]] | None = None) -> list[Orientation]:
     perms = list(perms) if perms is not None else list(itertools.permutations(range(3)))
     return [Orientation(tuple(p), tuple(f)) for p in perms for f in itertools.product([False, True], repeat=3)]
+
+
+def prefer_configured_left_right(cands: Sequence[Candidate], current: Orientation, atlas_code: str,
+                                 tie: float = 0.05) -> list[Candidate]:
+    """Image similarity cannot tell left from right in a near-symmetric brain: when two
+    candidates differ only by a left/right flip and score within ``tie``, rank first the
+    one that keeps the configured left/right direction."""
+    out = list(cands)
+    lr = next(i for i, ch in enumerate(atlas_code) if ch in "lr")
+    for k in range(len(out) - 1):
+        a, b = out[k], out[k + 1]
+        twins = a.orientation.perm == b.orientation.perm and \
+            [x != y for x, y in zip(a.orientation.flip, b.orientation.flip)] == [i == lr for i in range(3)]
+        keeps = b.orientation.perm[lr] == current.perm[lr] and b.orientation.flip[lr] == current.flip[lr]
+        if twins and keeps and a.similarity - b.similarity < tie:
+            out[k], out[k + 1] = b, a
+    return out
 
 
 def _ranking_lines(cands: Sequence[Candidate], current: Orientation, atlas_code: str, n: int = 5) -> list[str]:
