@@ -100,6 +100,38 @@ def test_extent_guard_passes_and_fails_with_numbers():
     assert "current axes [1, 0, 2]" in msg and "extent_tolerance = 0.35" in msg
 
 
+def ellipsoid_atlas(shape=(36, 24, 32)):
+    """A small brain-like atlas: an ellipsoid split into 4 labelled quadrants with distinct
+    intensities, plus a bright asymmetric blob."""
+    g = (np.indices(shape).T - (np.array(shape) - 1) / 2).T / (np.array(shape)[:, None, None, None] * 0.42)
+    inside = (g ** 2).sum(0) < 1
+    lab = np.where(inside, 1 + (g[0] > 0) + 2 * (g[1] > 0), 0).astype(np.int32)
+    ref = np.array([0.0, 0.4, 0.7, 0.55, 0.9], np.float32)[lab]
+    ref[(((g - np.array([-0.4, -0.3, 0.2])[:, None, None, None]) ** 2).sum(0) < 0.06)] = 1.5
+    return lab, ref
+
+
+def test_similarity_guard_stops_with_ranking_and_failure_pictures(tmp_path):
+    """A registration judged too poor (limit set above what any fit reaches) stops with the
+    measured NCC, the ranking and QC pictures of the failed attempt in the log folder."""
+    from scipy import ndimage
+
+    from spimflow.steps.register import register_to_atlas
+
+    lab, ref = ellipsoid_atlas()
+    sample = ndimage.shift(ref, (1.0, -0.5, 0.5), order=1) + 0.05 * np.random.default_rng(0).random(ref.shape)
+    stage = ElastixStage(resolutions=2, iterations=100, spatial_samples=1000)
+    params = RegisterParams(affine=stage, bspline=ElastixStage(enabled=False), orientation_check=False,
+                            min_similarity=0.999)
+    ctx = GuardContext(Orientation.from_codes("asr", "asr"), "asr", "channels.autofluorescence.orientation", "asr", 2)
+    with pytest.raises(OrientationError) as exc:
+        register_to_atlas(sample.astype(np.float32), ref, lab, (25.0, 25.0, 25.0), params, ctx, log_dir=tmp_path)
+    msg = str(exc.value)
+    assert "min_similarity = 0.999" in msg and "<- configured" in msg
+    assert "The configured orientation ranks best" in msg  # the sample is not mis-oriented
+    assert all((tmp_path / f"register_failed_qc_{a}.png").is_file() for a in range(3))
+
+
 def test_qc_pngs_show_boundaries(tmp_path):
     from PIL import Image
 

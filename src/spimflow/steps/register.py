@@ -425,11 +425,6 @@ def _lr_note(cands: Sequence[Candidate], atlas_code: str) -> list[str]:
     return []
 
 
-def orientation_keys(channel_values: dict[str, object]) -> str:
-    """'channels.autofluorescence.orientation' (+ others sharing the same value)."""
-    return " and ".join(f"channels.{ch}.orientation" for ch in channel_values)
-
-
 def extent_guard_message(sample_extent, atlas_extent, tolerance, current: Orientation, atlas_code: str,
                          keys: str, user_value, perms, ranking: Sequence[Candidate] | None) -> str:
     diff = relative_extent_difference(sample_extent, atlas_extent)
