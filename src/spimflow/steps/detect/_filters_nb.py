@@ -185,11 +185,12 @@ def tophat_ring(src, dst, ry, rx):
     """
     nz, ny, nx = src.shape
     L = 2 * ry + 1
-    E = np.empty((L, nx), np.float32)   # x-eroded rows, ring by row index
-    G = np.empty((L, nx), np.float32)   # x-dilated rows of the y-eroded image, ring
-    f = np.empty(nx, np.float32)
-    b1 = np.empty(nx + 2 * rx, np.float32)
-    b2 = np.empty(nx + 2 * rx, np.float32)
+    dt = src.dtype                       # min/max are exact in the input type (uint16: 16 lanes)
+    E = np.empty((L, nx), dt)            # x-eroded rows, ring by row index
+    G = np.empty((L, nx), dt)            # x-dilated rows of the y-eroded image, ring
+    f = np.empty(nx, dt)
+    b1 = np.empty(nx + 2 * rx, dt)
+    b2 = np.empty(nx + 2 * rx, dt)
     for z in range(nz):
         p = src[z]
         d = dst[z]
@@ -217,7 +218,7 @@ def tophat_ring(src, dst, ry, rx):
                     gk = G[min(max(jo + k, 0), ny - 1) % L]
                     for x in range(nx): dr[x] = max(dr[x], gk[x])
                 pr = p[jo]
-                for x in range(nx): dr[x] = pr[x] - dr[x]
+                for x in range(nx): dr[x] = np.float32(pr[x]) - dr[x]
 
 
 @nb.njit(**_NJ)
