@@ -22,3 +22,13 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"reference data not available: {SHARED_DATA} is absent (fresh clone)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory) -> Path:
+    """The small demo (seed 0), generated once per test session."""
+    from spimflow.demo import make_demo
+
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    make_demo(out, preset="small", seed=0)
+    return out
