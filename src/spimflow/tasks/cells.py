@@ -36,7 +36,9 @@ def threshold(smk: Any) -> None:
 
 def qc(smk: Any) -> None:
     from spimflow.io.omezarr import create_ome_zarr, open_ome_zarr
-    from spimflow.steps.detect.qc import montage, qc_planes, render_plane, slab_halfwidth, sphere_tiles
+    from spimflow.steps.detect.qc import (
+        circle_reach, montage, qc_planes, render_plane, slab_halfwidth, sphere_tiles,
+    )
 
     kept = pd.read_parquet(smk.input.cells)
     raw = pd.read_parquet(smk.input.cells_raw)
@@ -48,7 +50,7 @@ def qc(smk: Any) -> None:
     pictures = []
     for z in qc_planes(raw, img.shape[0], n=4, halfwidth=k):
         slab = np.asarray(img.array[max(0, z - k):z + k + 1]).max(axis=0)
-        pictures.append(render_plane(slab, z, kept, removed, k, vs))
+        pictures.append(render_plane(slab, z, kept, removed, k + circle_reach(vs), vs))
     with atomic_path(smk.output.png) as tmp:
         montage(pictures).save(tmp, format="PNG")
 

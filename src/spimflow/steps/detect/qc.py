@@ -22,8 +22,13 @@ REMOVED_RGB = (60, 160, 255)
 
 
 def slab_halfwidth(voxel_size: Sequence[float], radius_um: float = 6.0) -> int:
-    """Planes on each side of a QC plane whose cells are drawn (about a cell radius)."""
-    return max(0, int(round(radius_um / voxel_size[0])))
+    """Planes on each side of a QC plane in its max projection (about half a cell radius)."""
+    return max(0, int(round(radius_um / 2 / voxel_size[0])))
+
+
+def circle_reach(voxel_size: Sequence[float], radius_um: float = 6.0) -> int:
+    """Planes from the QC plane (beyond the projected slab) at which a cell centre still shows."""
+    return max(1, int(np.ceil(radius_um / voxel_size[0])))
 
 
 def qc_planes(cells: pd.DataFrame, nz: int, n: int = 4, halfwidth: int = 0) -> list[int]:
@@ -56,7 +61,8 @@ def stretch(image: np.ndarray, low: float = 1.0, high: float = 99.8) -> np.ndarr
 
 def render_plane(slab_max: np.ndarray, z: int, kept: pd.DataFrame, removed: pd.DataFrame, halfwidth: int,
                  voxel_size: Sequence[float], max_side: int = 900):
-    """RGB Pillow image of one plane (the max over its slab) with circles at the cells near it.
+    """RGB Pillow image of one plane (the max over its slab) with circles at the cells near it
+    (centre within ``halfwidth`` planes of ``z``).
 
     Pixels are square in µm (y and x scaled by their voxel sizes); the image is shrunk
     so its longer side is at most ``max_side`` pixels. Circle radius: the cell's
