@@ -76,7 +76,7 @@ def bench_demo(threads: int) -> None:
         grid = ResampleGrid(raw.shape, (10.0, 5.0, 5.0), Orientation.from_codes("ipl", atlas.orientation), atlas.voxel_size)
         t0 = time.perf_counter()
         sample = resample_image(raw, grid, ResampleParams())
-        print(f"resample autofluorescence {raw.shape} -> {sample.shape}: {time.perf_counter() - t0:.1f} s")
+        print(f"resample autofluorescence {raw.shape} -> {sample.shape}: {time.perf_counter() - t0:.2f} s")
         ctx = GuardContext(grid.orientation, atlas.orientation, "channels.autofluorescence.orientation", "ipl", threads)
         reg = register_to_atlas(sample, atlas.reference.astype(np.float32), atlas.annotation, atlas.voxel_size,
                                 RegisterParams(), ctx)
