@@ -285,3 +285,66 @@ def test_demo_wrong_orientation_is_caught(demo_run, wrong, expect):
     print(log[log.find("orientation guard"):][:1500])
     assert "orientation guard" in log and expect in log
     assert not (work / f"results/wrong_{wrong}/registration/registration.json").exists()
+
+
+def test_user_parameter_files_and_channel_correction_run(tmp_path):
+    """A user's own elastix parameter file drives the atlas registration, the optional
+    signal → autofluorescence correction is registered too, and the saved folder loads
+    back into a transform that puts signal cells where the autofluorescence shows them."""
+    from scipy import ndimage
+
+    from spimflow.steps.register import register_to_atlas
+    from spimflow.steps.resample import ResampleGrid
+    from spimflow.transforms import ElastixChain, SampleAtlasTransform
+
+    (tmp_path / "affine.txt").write_text("\n".join([
+        '(Transform "AffineTransform")', '(Registration "MultiResolutionRegistration")',
+        '(Metric "AdvancedNormalizedCorrelation")', '(Optimizer "AdaptiveStochasticGradientDescent")',
+        '(NumberOfResolutions 2)', '(MaximumNumberOfIterations 150)', '(NumberOfSpatialSamples 1500)',
+        '(ImageSampler "RandomCoordinate")', '(NewSamplesEveryIteration "true")',
+        '(AutomaticTransformInitialization "true")', '(AutomaticScalesEstimation "true")',
+        '(FixedImagePyramid "FixedSmoothingImagePyramid")', '(MovingImagePyramid "MovingSmoothingImagePyramid")',
+        '(Interpolator "LinearInterpolator")', '(ResampleInterpolator "FinalLinearInterpolator")',
+        '(Resampler "DefaultResampler")', '(WriteResultImage "true")']) + "\n")
+    lab, ref = ellipsoid_atlas()
+    sample = ndimage.shift(ref, (1.0, -0.5, 0.5), order=1)
+    d = np.array([1.0, 0.0, -1.5])
+    signal = ndimage.shift(sample, d, order=1) * 2.0
+    params = RegisterParams(parameter_files=[Path("affine.txt")], orientation_check=False, channel_correction=True,
+                            correction=ElastixStage(resolutions=2, iterations=150, spatial_samples=1500,
+                                                    metric="AdvancedNormalizedCorrelation"))
+    ctx = GuardContext(Orientation(), "asr", "channels.autofluorescence.orientation", "asr", 2)
+    vs = (25.0, 25.0, 25.0)
+    reg = register_to_atlas(sample.astype(np.float32), ref, lab, vs, params, ctx, signal=signal.astype(np.float32),
+                            base=tmp_path)
+    assert [m["Transform"] for m in reg.atlas_maps] == [["AffineTransform"]]  # the file replaced affine+B-spline
+    assert reg.similarity_after > 0.9
+    grid = ResampleGrid(sample.shape, vs, Orientation(), vs)
+    T = SampleAtlasTransform(vs, lab.shape, {"autofluorescence": grid, "signal": grid},
+                             ElastixChain.from_maps(reg.atlas_maps), {"signal": ElastixChain.from_maps(reg.correction_maps)})
+    T.save(tmp_path / "reg")
+    meta = json.loads((tmp_path / "reg" / "registration.json").read_text())
+    assert meta["channel_correction"] == {"signal": ["correction_signal.0.txt"]}
+    L = SampleAtlasTransform.load(tmp_path / "reg")
+    x = np.random.default_rng(3).uniform(10, 22, (50, 3))
+    err = np.linalg.norm(L.sample_to_atlas(x + d, "signal") - L.sample_to_atlas(x, "autofluorescence"), axis=1)
+    assert err.mean() < 0.2
+    truth = x + np.array([1.0, -0.5, 0.5]) * -1  # sample voxel x shows atlas voxel x - shift
+    assert np.linalg.norm(L.sample_to_atlas(x, "autofluorescence") - truth, axis=1).mean() < 0.3
+
+
+def test_channel_correction_wires_the_signal_into_the_register_rule(tmp_path):
+    """Dry run: with channel_correction the register job also needs the resampled signal."""
+    import yaml
+
+    cfg = yaml.safe_load((REPO / "config" / "sample.yaml").read_text())
+    cfg.setdefault("steps", {})["registration"] = {"channel_correction": True}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "snakemake", "results/demo/registration/registration.json", "-n", "-p",
+           "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile", str(tmp_path / "c.yaml")]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    text = out.stdout + out.stderr
+    block = text[text.find("rule register:"):]
+    block = block[:block.find("\n\n")]
+    assert "results/demo/resampled/signal.ome.zarr" in block and "results/demo/resampled/autofluorescence.ome.zarr" in block
