@@ -164,10 +164,6 @@ def snakemake(workdir: Path, config: Path, *targets: str) -> subprocess.Complete
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     """Demo data → ingest → resample → register, with `snakemake --cores 2` in a temp dir."""
-    try:
-        from spimflow.demo import make_demo  # noqa: F401
-    except ImportError:  # the demo generator is another module's job; say so instead of failing obscurely
-        pytest.skip("spimflow.demo.make_demo is not available in this tree")
     work = tmp_path_factory.mktemp("demo_register")
     cfg = (REPO / "config" / "sample.yaml").read_text()
     (work / "config.yaml").write_text(cfg)
