@@ -4,8 +4,6 @@ round trip, guard messages, run time)."""
 
 import itertools
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time

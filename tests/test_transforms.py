@@ -14,7 +14,7 @@ from spimflow.params.register import ElastixStage
 from spimflow.steps.register import register, stage_map, transformix_points, warp
 from spimflow.steps.resample import ResampleGrid
 from spimflow.transforms import (ElastixChain, SampleAtlasTransform, read_parameter_file,
-                                 transform_from_map, write_parameter_file, xyz_um_to_zyx_voxels,
+                                 transform_from_map, xyz_um_to_zyx_voxels,
                                  zyx_voxels_to_xyz_um)
 
 VS = (25.0, 25.0, 25.0)

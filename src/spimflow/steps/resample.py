@@ -24,7 +24,7 @@ raw volume.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 from scipy import ndimage
