@@ -7,7 +7,6 @@ recomputed independently from the raw files (own JSON walk, own np.unique).
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
 import logging
@@ -682,22 +681,9 @@ def test_allen_csv_agrees_with_json(allen):
 # The workflow's own demo atlas
 # ---------------------------------------------------------------------------------------------
 
-def _make_demo():
-    try:
-        demo = importlib.import_module("spimflow.demo")
-    except ImportError:
-        return None
-    return getattr(demo, "make_demo", None)
-
-
 @pytest.fixture(scope="module")
-def demo_atlas_dir(tmp_path_factory):
-    make_demo = _make_demo()
-    if make_demo is None:
-        pytest.skip("spimflow.demo.make_demo is not available yet")
-    out = tmp_path_factory.mktemp("demo")
-    make_demo(out)
-    return out / "atlas"
+def demo_atlas_dir(demo_dir):
+    return demo_dir / "atlas"
 
 
 def test_demo_atlas_loads(demo_atlas_dir):

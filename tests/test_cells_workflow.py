@@ -2,12 +2,12 @@
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_snakemake
 import tifffile
 import yaml
 
@@ -37,10 +37,7 @@ def write_sample(tmp_path: Path, volume: np.ndarray, steps: dict | None = None) 
 
 
 def snakemake(tmp_path: Path, config: Path, *targets: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--configfile", str(config),
-         "--cores", "2", "-d", str(tmp_path), *targets],
-        capture_output=True, text=True, timeout=600)
+    return run_snakemake(tmp_path, config, *targets, timeout=600)
 
 
 CELL_TARGETS = ("results/s1/cells/cells.csv", "results/s1/cells/qc_cells.png", "results/s1/cells/qc_overlay.ome.zarr")

@@ -13,13 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    demo_mod = pytest.importorskip("spimflow.demo", reason="the demo generator (spimflow.demo) is not there yet")
-    if not hasattr(demo_mod, "make_demo"):
-        pytest.skip("spimflow.demo.make_demo is not there yet")
-    out = tmp_path_factory.mktemp("demo")
-    demo_mod.make_demo(out, preset="small", seed=0)
-    return out
+def demo(demo_dir):
+    return demo_dir
 
 
 def test_demo_precision_and_recall(demo):

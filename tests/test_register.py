@@ -4,13 +4,11 @@ round trip, guard messages, run time)."""
 
 import itertools
 import json
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_snakemake
 
 from spimflow.errors import ConfigError, OrientationError
 from spimflow.orientation import Orientation
@@ -153,23 +151,11 @@ def test_qc_pngs_show_boundaries(tmp_path):
 
 # -- the demo brain through the real Snakemake rules (registered once) -------------------------------
 
-def snakemake(workdir: Path, config: Path, *targets: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", *targets, "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(config), "--cores", "2"]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-
-
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    """Demo data → ingest → resample → register, with `snakemake --cores 2` in a temp dir."""
-    work = tmp_path_factory.mktemp("demo_register")
-    cfg = (REPO / "config" / "sample.yaml").read_text()
-    (work / "config.yaml").write_text(cfg)
-    t0 = time.perf_counter()
-    res = snakemake(work, work / "config.yaml", "results/demo/registration/registration.json")
-    wall = time.perf_counter() - t0
-    assert res.returncode == 0, res.stderr[-4000:]
-    return work, wall
+def demo_run(demo_workflow):
+    """Demo data → ingest → resample → register (→ detection …): the session's one real
+    `snakemake --cores 2` run of the demo (see conftest.demo_workflow)."""
+    return demo_workflow
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -273,7 +259,7 @@ def test_demo_wrong_orientation_is_caught(demo_run, wrong, expect):
         cfg["channels"][ch]["orientation"] = wrong
     path = work / f"wrong_{wrong}.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    res = snakemake(work, path, f"results/wrong_{wrong}/registration/registration.json")
+    res = run_snakemake(work, path, f"results/wrong_{wrong}/registration/registration.json")
     assert res.returncode != 0
     log = (work / f"results/wrong_{wrong}/logs/register.log").read_text()
     print(log[log.find("orientation guard"):][:1500])
@@ -334,9 +320,8 @@ def test_channel_correction_wires_the_signal_into_the_register_rule(tmp_path):
     cfg = yaml.safe_load((REPO / "config" / "sample.yaml").read_text())
     cfg.setdefault("steps", {})["registration"] = {"channel_correction": True}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    cmd = [sys.executable, "-m", "snakemake", "results/demo/registration/registration.json", "-n", "-p",
-           "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile", str(tmp_path / "c.yaml")]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    out = run_snakemake(tmp_path, tmp_path / "c.yaml", "results/demo/registration/registration.json", "-n", "-p",
+                        timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     text = out.stdout + out.stderr
     block = text[text.find("rule register:"):]

@@ -159,7 +159,7 @@ def load_brainglobe(folder: str | Path) -> Atlas:
     shape = tuple(int(s) for s in meta["shape"])
     ann_path = folder / "annotation.tiff"
     annotation = read_volume(ann_path, "annotation")
-    _check_shape(annotation, shape, ann_path, f"metadata.json shape")
+    _check_shape(annotation, shape, ann_path, "metadata.json shape")
     reference = None
     if (folder / "reference.tiff").is_file():
         reference = read_volume(folder / "reference.tiff", "reference")

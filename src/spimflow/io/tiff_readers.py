@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
-_UNIT_TO_UM = {"m": 1e6, "mm": 1e3, "cm": 1e4, "µm": 1.0, "um": 1.0, "\u00b5m": 1.0, "micron": 1.0,
+_UNIT_TO_UM = {"m": 1e6, "mm": 1e3, "cm": 1e4, "µm": 1.0, "um": 1.0, "\u03bcm": 1.0, "micron": 1.0,
                "microns": 1.0, "micrometer": 1.0, "nm": 1e-3, "\\u00B5m": 1.0}
 
 

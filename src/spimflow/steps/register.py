@@ -440,7 +440,7 @@ def extent_guard_message(sample_extent, atlas_extent, tolerance, current: Orient
     diff = relative_extent_difference(sample_extent, atlas_extent)
     fmt = lambda e: " × ".join(f"{v:.0f}" for v in e)  # noqa: E731
     lines = [
-        f"orientation guard: the resampled sample does not have the atlas's shape.",
+        "orientation guard: the resampled sample does not have the atlas's shape.",
         f"  {keys} = {user_value!r} (atlas orientation '{atlas_code}'), i.e. {describe(current, atlas_code)}",
         f"  sample extent along the atlas axes (z, y, x): {fmt(sample_extent)} µm",
         f"  atlas extent (z, y, x):                        {fmt(atlas_extent)} µm",
