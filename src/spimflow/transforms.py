@@ -22,6 +22,7 @@ the edge (:func:`zyx_voxels_to_xyz_um` / :func:`xyz_um_to_zyx_voxels`).
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 import logging
 import re
 from dataclasses import dataclass, field
@@ -97,14 +98,16 @@ def _floats(pmap: ParameterMap, key: str) -> np.ndarray:
 
 # -- elastix transforms, vectorised (physical x, y, z µm) ---------------------------------------
 
-class ElastixTransform:
+class ElastixTransform(ABC):
     """One elastix transform map: ``apply`` maps fixed physical points to moving ones."""
 
-    def apply(self, p: np.ndarray) -> np.ndarray:  # (n, 3) xyz µm
-        raise NotImplementedError
+    @abstractmethod
+    def apply(self, p: np.ndarray) -> np.ndarray:
+        """(n, 3) fixed physical points (x, y, z µm) → moving physical points."""
 
-    def jacobian(self, p: np.ndarray) -> np.ndarray:  # (n, 3, 3): d out_i / d in_j
-        raise NotImplementedError
+    @abstractmethod
+    def jacobian(self, p: np.ndarray) -> np.ndarray:
+        """(n, 3, 3) derivatives d out_i / d in_j at the points."""
 
     @property
     def is_linear(self) -> bool:

@@ -21,6 +21,7 @@ Conventions (see ``docs/formats.md``):
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -92,7 +93,7 @@ def _bounds(s: slice | int, n: int, axis: str) -> tuple[int, int, slice | None]:
     return lo, hi, slice(rng.start - lo, stop if stop >= 0 else None, rng.step)
 
 
-class VolumeReader:
+class VolumeReader(ABC):
     """Base of every reader: crop handling, range checks, error wrapping.
 
     Subclasses set ``full_shape`` (uncropped z, y, x), ``dtype`` and ``file_voxel_size``
@@ -114,8 +115,9 @@ class VolumeReader:
         self.offset, self.shape = _resolve_crop(crop, self.full_shape, self.path)
 
     # -- what subclasses implement ---------------------------------------------------------
+    @abstractmethod
     def _read_raw(self, z: tuple[int, int], y: tuple[int, int], x: tuple[int, int]) -> np.ndarray:
-        raise NotImplementedError
+        """The (z, y, x) block of half-open ranges in full-volume (uncropped) voxels."""
 
     def close(self) -> None:
         """Release open file handles (readers are also context managers)."""
