@@ -166,3 +166,15 @@ def test_snakemake_refuses_bad_config_and_writes_nothing(tmp_path):
     assert proc.returncode != 0
     assert "channels.signal.orientation" in proc.stderr + proc.stdout
     assert not (tmp_path / "results").exists()
+
+
+def test_validate_refuses_what_the_workflow_refuses(tmp_path):
+    """`spimflow validate` runs the same pre-run checks as the Snakefile (detection grid too)."""
+    data = real_config(tmp_path)
+    data["steps"] = {"detect": {"blocks": {"size": [64, 256, 256], "overlap": [1, 1, 1]}},
+                     "threshold": {"ranges": {"brightness": [1, None]}}}
+    p = write(tmp_path, data)
+    with pytest.raises(ConfigError) as err:
+        validate_config_file(p, tmp_path)
+    assert "steps.detect.blocks.overlap" in str(err.value)
+    assert "steps.threshold.ranges.brightness: no such cell column" in str(err.value)

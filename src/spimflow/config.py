@@ -346,8 +346,10 @@ def missing_inputs(cfg: SampleConfig, base: str | Path = ".") -> list[str]:
 
 def validate_config_file(path: str | Path, base: str | Path = ".") -> SampleConfig:
     """Parse and check inputs; raise :class:`ConfigError` with every problem found."""
+    from spimflow.checks import config_problems
+
     cfg = load_config(path)
-    problems = missing_inputs(cfg, base)
+    problems = config_problems(cfg, base)
     if problems:
         raise ConfigError("\n".join(f"{path}: {p}" for p in problems))
     return cfg

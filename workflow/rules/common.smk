@@ -5,13 +5,14 @@ from pathlib import Path
 
 import yaml
 
-from spimflow.config import parse_config, missing_inputs
+from spimflow.checks import config_problems
+from spimflow.config import parse_config
 from spimflow.errors import ConfigError
 
 _CONFIG_SOURCE = ", ".join(str(p) for p in workflow.configfiles) or "config"
 try:
     CFG = parse_config(dict(config), _CONFIG_SOURCE)
-    _problems = missing_inputs(CFG, Path.cwd())
+    _problems = config_problems(CFG, Path.cwd())
     if _problems:
         raise ConfigError("\n".join(f"{_CONFIG_SOURCE}: {p}" for p in _problems))
 except ConfigError as _exc:

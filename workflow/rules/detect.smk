@@ -3,9 +3,8 @@
 # results/<sample>/cells/cells_raw.parquet. See docs/detection.md.
 import json
 
-from spimflow.blocks import block_memory_mb, check_detect_config
+from spimflow.blocks import block_memory_mb
 from spimflow.steps.detect import required_overlap
-from spimflow.steps.detect.threshold import check_threshold_config
 
 DETECT_DIR = f"{SD}/cells"
 DETECT_PLAN = f"{DETECT_DIR}/blocks/plan.json"
@@ -13,22 +12,7 @@ DETECT_ILLUMINATION = f"{DETECT_DIR}/blocks/illumination.npz"
 _DETECT = CFG.steps.detect
 _SIGNAL_VOXEL = CFG.channels.signal.voxel_size
 
-# Everything that can be checked before the DAG is built: grid vs filters, threshold columns.
-_detect_problems = check_detect_config(_DETECT, _SIGNAL_VOXEL) + check_threshold_config(
-    CFG.steps.threshold.ranges, _DETECT.shape.enabled
-)
-if _DETECT.illumination.enabled and _DETECT.illumination.mode == "profile":
-    if not Path(_DETECT.illumination.profile).is_file():
-        _detect_problems.append(
-            f"steps.detect.illumination.profile: file not found: {_DETECT.illumination.profile}"
-        )
-if _detect_problems:
-    sys.stderr.write(
-        "spimflow: invalid configuration\n"
-        + "\n".join(f"{_CONFIG_SOURCE}: {p}" for p in _detect_problems)
-        + "\n"
-    )
-    sys.exit(1)
+# Grid, filter and threshold checks run with the others in common.smk (spimflow.checks).
 
 # memory of one block job, from the configured block and the overlap the filters need
 DETECT_MEM_MB = block_memory_mb(

@@ -1,0 +1,28 @@
+"""Every check that can run before any job: the Snakefile and ``spimflow validate`` call
+:func:`config_problems`, so both refuse exactly the same configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from spimflow.config import SampleConfig, missing_inputs
+
+
+def detection_problems(cfg: SampleConfig, base: str | Path = ".") -> list[str]:
+    """Block grid vs filter sizes, threshold columns, the flat-field profile file."""
+    from spimflow.blocks import check_detect_config
+    from spimflow.steps.detect.threshold import check_threshold_config
+
+    detect = cfg.steps.detect
+    problems = check_detect_config(detect, cfg.channels.signal.voxel_size)
+    problems += check_threshold_config(cfg.steps.threshold.ranges, detect.shape.enabled)
+    profile = detect.illumination.profile
+    if detect.illumination.enabled and detect.illumination.mode == "profile":
+        if profile is None or not (Path(base) / profile).is_file():
+            problems.append(f"steps.detect.illumination.profile: file not found: {profile}")
+    return problems
+
+
+def config_problems(cfg: SampleConfig, base: str | Path = ".") -> list[str]:
+    """All problems found before a run, each naming its config key or file."""
+    return missing_inputs(cfg, base) + detection_problems(cfg, base)
