@@ -31,12 +31,9 @@ def check_not_empty(image, path) -> None:
     if any(s == 0 for s in shape):
         raise InputFileError(f"{path}: the signal volume is empty (shape {shape}); expected an image with voxels")
     arr = image.array
-    try:
-        if arr.nchunks_initialized == 0:
-            raise InputFileError(f"{path}: the signal volume holds only zeros (no chunk was ever written); "
-                                 "check the ingest source and crop")
-    except AttributeError:  # not a zarr array
-        pass
+    if getattr(arr, "nchunks_initialized", None) == 0:  # zarr: nothing was ever written
+        raise InputFileError(f"{path}: the signal volume holds only zeros (no chunk was ever written); "
+                             "check the ingest source and crop")
     step = max(1, int(arr.chunks[0]))
     for z0 in range(0, shape[0], step):
         if np.any(np.asarray(arr[z0:z0 + step])):
