@@ -289,9 +289,9 @@ def _reference(annotation: np.ndarray, major: np.ndarray, level: dict[int, float
 
 def _leaf_densities(leaf_ids: list[int], rng: np.random.Generator) -> dict[int, float]:
     """Cell density (cells / mm³ of tissue) per leaf: some leaves empty, the others
-    log-uniform over a 33-fold range, so counts differ by >10x between regions."""
+    log-uniform over a 30-fold range, so counts differ by >10x between regions."""
     n = len(leaf_ids)
-    dens = np.exp(rng.uniform(np.log(600.0), np.log(20000.0), n))
+    dens = np.exp(rng.uniform(np.log(400.0), np.log(12000.0), n))
     dens[rng.choice(n, size=5, replace=False)] = 0.0
     return {lid: float(round(d, 1)) for lid, d in zip(leaf_ids, dens)}
 
