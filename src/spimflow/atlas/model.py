@@ -29,6 +29,7 @@ from spimflow.orientation import check_origin_code
 
 LEFT, RIGHT = 1, 2
 SIDE_VALUES = {"left": LEFT, "right": RIGHT}
+HEMISPHERE_NAMES = {0: "none", LEFT: "left", RIGHT: "right"}  # point-table ``hemisphere`` column
 _LETTER_SIDE = {"l": LEFT, "r": RIGHT}
 
 

@@ -24,17 +24,30 @@ import numpy as np
 import pandas as pd
 import tifffile
 
-from spimflow.demo.atlas import ATLAS_ORIENTATION, ATLAS_VOXEL_UM, DemoAtlas, build_atlas
-from spimflow.demo.sample import (PRESETS, SAMPLE_ORIENTATION, SampleGeometry, annotation_in_resampled,
-                                  illumination, make_transform, place_cells, render_planes,
-                                  sample_geometry)
+from spimflow.atlas.model import HEMISPHERE_NAMES
+from spimflow.demo.atlas import (
+    ATLAS_ORIENTATION,
+    ATLAS_VOXEL_UM,
+    DemoAtlas,
+    build_atlas,
+)
+from spimflow.demo.sample import (
+    PRESETS,
+    SAMPLE_ORIENTATION,
+    annotation_in_resampled,
+    illumination,
+    make_transform,
+    place_cells,
+    render_planes,
+    sample_geometry,
+)
 from spimflow.demo.truth import true_resampled_to_atlas, true_sample_to_atlas
 from spimflow.errors import ConfigError
 from spimflow.io.atomic import atomic_path
+from spimflow.steps.resample import ResampleGrid
 
 __all__ = ["make_demo", "load_truth", "true_sample_to_atlas", "true_resampled_to_atlas", "PRESETS"]
 DEMO_VERSION = "1"
-HEMISPHERE_NAMES = {1: "left", 2: "right", 0: "outside"}
 
 
 def _write_atlas(folder: Path, atlas: DemoAtlas) -> None:
@@ -46,7 +59,7 @@ def _write_atlas(folder: Path, atlas: DemoAtlas) -> None:
     tifffile.imwrite(folder / "hemispheres.tiff", atlas.hemispheres)
 
 
-def _write_sample(folder: Path, atlas: DemoAtlas, tf: dict, geom: SampleGeometry, cells: dict, seed: int) -> None:
+def _write_sample(folder: Path, atlas: DemoAtlas, tf: dict, geom: ResampleGrid, cells: dict, seed: int) -> None:
     (folder / "autofluorescence").mkdir(parents=True)
     (folder / "signal").mkdir(parents=True)
     flat = illumination(geom)
@@ -76,7 +89,7 @@ def _region_counts(table: pd.DataFrame, atlas: DemoAtlas) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _write_truth(folder: Path, atlas: DemoAtlas, truth: dict, geom: SampleGeometry, cells: dict) -> pd.DataFrame:
+def _write_truth(folder: Path, atlas: DemoAtlas, truth: dict, geom: ResampleGrid, cells: dict) -> pd.DataFrame:
     folder.mkdir(parents=True)
     table = _cells_table(cells)
     table.to_csv(folder / "cells.csv", index=False)

@@ -15,6 +15,7 @@ from scipy import ndimage
 from spimflow.demo.atlas import ATLAS_ORIENTATION, ATLAS_VOXEL_UM, DemoAtlas
 from spimflow.demo.truth import oriented_um_to_atlas_um, random_transform
 from spimflow.orientation import Orientation
+from spimflow.steps.resample import ResampleGrid
 
 SAMPLE_ORIENTATION = "ipl"
 CAMERA_OFFSET = 100.0
@@ -36,25 +37,21 @@ PRESETS = {
 }
 
 
-@dataclass
-class SampleGeometry:
-    orientation: Orientation
-    raw_shape: tuple[int, int, int]
-    raw_voxel_size: tuple[float, float, float]
-    oriented_voxel_size: tuple[float, float, float]
-
-    def raw_plane_points(self, z: int) -> np.ndarray:
-        """Raw voxel coordinates (n, 3) of every voxel of raw plane z, row-major (y, x)."""
-        _, ny, nx = self.raw_shape
-        yy, xx = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
-        return np.stack([np.full(yy.size, z, float), yy.ravel(), xx.ravel()], axis=1)
-
-    def raw_to_oriented_um(self, raw: np.ndarray) -> np.ndarray:
-        return self.orientation.apply_to_points(raw, self.raw_shape) * np.asarray(self.oriented_voxel_size)
+def raw_plane_points(grid: ResampleGrid, z: int) -> np.ndarray:
+    """Raw voxel coordinates (n, 3) of every voxel of raw plane z, row-major (y, x)."""
+    _, ny, nx = grid.raw_shape
+    yy, xx = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+    return np.stack([np.full(yy.size, z, float), yy.ravel(), xx.ravel()], axis=1)
 
 
-def sample_geometry(atlas_shape, preset: Preset) -> SampleGeometry:
-    """The sample field of view: the atlas box, seen in the sample's own axes and voxels."""
+def raw_to_oriented_um(grid: ResampleGrid, raw: np.ndarray) -> np.ndarray:
+    """Raw voxels → oriented sample position in µm, through the pipeline's own resampling grid."""
+    return grid.sample_to_resampled(raw) * np.asarray(grid.target_voxel_size)
+
+
+def sample_geometry(atlas_shape, preset: Preset) -> ResampleGrid:
+    """The sample field of view (the atlas box, seen in the sample's own axes and voxels) as
+    the resampling grid the workflow will use for it."""
     orient = Orientation.from_codes(SAMPLE_ORIENTATION, ATLAS_ORIENTATION)
     oriented_vs = orient.oriented_values(preset.voxel_size_um)
     extent = [(n - 1) * ATLAS_VOXEL_UM for n in atlas_shape]
@@ -62,12 +59,11 @@ def sample_geometry(atlas_shape, preset: Preset) -> SampleGeometry:
     raw_shape = [0, 0, 0]
     for i, j in enumerate(orient.perm):
         raw_shape[j] = oriented_shape[i]
-    return SampleGeometry(orient, tuple(raw_shape), tuple(preset.voxel_size_um), oriented_vs)
+    return ResampleGrid(tuple(raw_shape), tuple(preset.voxel_size_um), orient, (ATLAS_VOXEL_UM,) * 3)
 
 
-def make_transform(geom: SampleGeometry, atlas_shape, rng: np.random.Generator) -> dict:
-    oriented_shape = geom.orientation.oriented_shape(geom.raw_shape)
-    c_sample = [(n - 1) * v / 2 for n, v in zip(oriented_shape, geom.oriented_voxel_size)]
+def make_transform(geom: ResampleGrid, atlas_shape, rng: np.random.Generator) -> dict:
+    c_sample = [(n - 1) * v / 2 for n, v in zip(geom.oriented_shape, geom.oriented_voxel_size)]
     c_atlas = [(n - 1) * ATLAS_VOXEL_UM / 2 for n in atlas_shape]
     return random_transform(rng, c_sample, c_atlas)
 
@@ -78,7 +74,7 @@ def pull_atlas(volume: np.ndarray, atlas_vox: np.ndarray, order: int) -> np.ndar
                                    prefilter=False)
 
 
-def illumination(geom: SampleGeometry) -> np.ndarray:
+def illumination(geom: ResampleGrid) -> np.ndarray:
     """Smooth in-plane flat-field (y, x): ±20 % across raw x and a 10 % vignette in y."""
     _, ny, nx = geom.raw_shape
     gx = 1.0 + 0.2 * np.linspace(-1, 1, nx)
@@ -86,7 +82,7 @@ def illumination(geom: SampleGeometry) -> np.ndarray:
     return gy[:, None] * gx[None, :]
 
 
-def place_cells(geom: SampleGeometry, atlas: DemoAtlas, tf: dict, preset: Preset,
+def place_cells(geom: ResampleGrid, atlas: DemoAtlas, tf: dict, preset: Preset,
                 rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Cells uniformly proposed in the sample, kept with probability density(region)/max,
     never closer than ``min_distance_um``; returns raw positions, atlas positions, regions."""
@@ -98,7 +94,7 @@ def place_cells(geom: SampleGeometry, atlas: DemoAtlas, tf: dict, preset: Preset
     extent_um = np.asarray(geom.raw_shape, float) * np.asarray(geom.raw_voxel_size)
     n_prop = rng.poisson(max_density * np.prod(extent_um) * 1e-9)
     raw = rng.uniform(0, 1, (n_prop, 3)) * (np.asarray(geom.raw_shape) - 1)
-    atlas_vox = oriented_um_to_atlas_um(geom.raw_to_oriented_um(raw), tf) / ATLAS_VOXEL_UM
+    atlas_vox = oriented_um_to_atlas_um(raw_to_oriented_um(geom, raw), tf) / ATLAS_VOXEL_UM
     region = pull_atlas(atlas.annotation, atlas_vox, order=0).astype(np.int64)
     keep = rng.uniform(size=n_prop) < lut[region]
     raw, atlas_vox, region = raw[keep], atlas_vox[keep], region[keep]
@@ -139,7 +135,7 @@ def _thin_by_distance(points_um: np.ndarray, min_dist: float) -> np.ndarray:
     return np.asarray(kept, dtype=int)
 
 
-def render_cells_plane(z: int, cells: dict[str, np.ndarray], geom: SampleGeometry) -> np.ndarray:
+def render_cells_plane(z: int, cells: dict[str, np.ndarray], geom: ResampleGrid) -> np.ndarray:
     """Sum of the Gaussian blobs of all cells on raw plane z (float, (y, x))."""
     _, ny, nx = geom.raw_shape
     vs = np.asarray(geom.raw_voxel_size)
@@ -158,13 +154,13 @@ def render_cells_plane(z: int, cells: dict[str, np.ndarray], geom: SampleGeometr
     return out
 
 
-def render_planes(z: int, atlas: DemoAtlas, tf: dict, geom: SampleGeometry, cells: dict,
+def render_planes(z: int, atlas: DemoAtlas, tf: dict, geom: ResampleGrid, cells: dict,
                   flat: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(autofluorescence, signal) uint16 planes for raw plane z: atlas reference pulled
     through T, the flat-field, cell blobs, photon (Poisson) and read noise."""
     rng = np.random.default_rng([seed, z, 7])
     _, ny, nx = geom.raw_shape
-    atlas_vox = oriented_um_to_atlas_um(geom.raw_to_oriented_um(geom.raw_plane_points(z)), tf) / ATLAS_VOXEL_UM
+    atlas_vox = oriented_um_to_atlas_um(raw_to_oriented_um(geom, raw_plane_points(geom, z)), tf) / ATLAS_VOXEL_UM
     tissue = pull_atlas(atlas.reference.astype(np.float32), atlas_vox, order=1).reshape(ny, nx)
     auto = tissue * flat
     signal = (0.1 * tissue + render_cells_plane(z, cells, geom)) * flat
@@ -175,12 +171,9 @@ def render_planes(z: int, atlas: DemoAtlas, tf: dict, geom: SampleGeometry, cell
     return planes[0], planes[1]
 
 
-def annotation_in_resampled(atlas: DemoAtlas, tf: dict, geom: SampleGeometry) -> np.ndarray:
+def annotation_in_resampled(atlas: DemoAtlas, tf: dict, geom: ResampleGrid) -> np.ndarray:
     """The true atlas annotation pulled into resampled sample space (nearest neighbour)."""
-    from spimflow.geometry import resampled_shape
-
-    oriented_shape = geom.orientation.oriented_shape(geom.raw_shape)
-    shape = resampled_shape(oriented_shape, geom.oriented_voxel_size, (ATLAS_VOXEL_UM,) * 3)
+    shape = geom.shape
     grid = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1).reshape(-1, 3)
     atlas_vox = oriented_um_to_atlas_um(grid * ATLAS_VOXEL_UM, tf) / ATLAS_VOXEL_UM
     return pull_atlas(atlas.annotation, atlas_vox, order=0).reshape(shape).astype(np.uint32)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from spimflow.orientation import Orientation
+from spimflow.steps.resample import ResampleGrid
 
 
 def _rotation(angles_deg) -> np.ndarray:
@@ -60,14 +61,16 @@ def oriented_um_to_atlas_um(p_um: np.ndarray, tf: dict[str, Any]) -> np.ndarray:
     return a
 
 
-def sample_orientation(truth: dict[str, Any]) -> Orientation:
-    return Orientation.from_codes(truth["sample_orientation"], truth["atlas_orientation"])
+def sample_grid(truth: dict[str, Any]) -> ResampleGrid:
+    """The resampling grid of the demo sample (raw voxels ↔ resampled/oriented voxels)."""
+    orient = Orientation.from_codes(truth["sample_orientation"], truth["atlas_orientation"])
+    return ResampleGrid(tuple(truth["sample_shape"]), tuple(truth["sample_voxel_size_um"]), orient,
+                        tuple(truth["atlas_voxel_size_um"]))
 
 
 def raw_to_oriented_um(points_raw: np.ndarray, truth: dict[str, Any]) -> np.ndarray:
-    orient = sample_orientation(truth)
-    oriented = orient.apply_to_points(np.asarray(points_raw, float).reshape(-1, 3), truth["sample_shape"])
-    return oriented * np.asarray(orient.oriented_values(truth["sample_voxel_size_um"]))
+    grid = sample_grid(truth)
+    return grid.sample_to_resampled(np.asarray(points_raw, float).reshape(-1, 3)) * np.asarray(grid.target_voxel_size)
 
 
 def true_sample_to_atlas(points_raw: np.ndarray, truth: dict[str, Any]) -> np.ndarray:

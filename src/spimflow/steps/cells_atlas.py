@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 
 from spimflow.atlas import Atlas
+from spimflow.atlas.model import HEMISPHERE_NAMES
 from spimflow.transforms import SampleAtlasTransform
 
-HEMISPHERE_NAMES = np.array(["none", "left", "right"])
 ATLAS_COLUMNS = ["az", "ay", "ax", "region_id", "region_acronym", "hemisphere"]
 
 
@@ -28,5 +28,5 @@ def cells_to_atlas(cells: pd.DataFrame, transform: SampleAtlasTransform, atlas: 
                 for r in np.unique(region)}
     out["region_acronym"] = pd.Series([acronyms[int(r)] for r in region], index=out.index, dtype=str)
     hemi = atlas.hemisphere_at(atlas_vox) if len(points) else np.empty(0, np.uint8)
-    out["hemisphere"] = pd.Series(HEMISPHERE_NAMES[hemi.astype(int)], index=out.index, dtype=str)
+    out["hemisphere"] = pd.Series([HEMISPHERE_NAMES[int(h)] for h in hemi], index=out.index, dtype=str)
     return out

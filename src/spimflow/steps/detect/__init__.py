@@ -7,7 +7,7 @@ arrays and the :class:`~spimflow.params.detect.DetectParams` model.
 """
 
 from spimflow.steps.detect.chain import (
-    CELL_COLUMNS, MEASURED_COLUMNS, Filtered, Maxima, Radii, detect_block, detect_cells, detection_radii, object_margin,
+    CELL_COLUMNS, MEASURED_COLUMNS, Filtered, Maxima, Radii, detect_block, detect_cells, detection_radii,
     empty_cells, filter_chain, find_maxima, measure_cells, owned_mask, required_overlap,
 )
 from spimflow.steps.detect.filters import (
