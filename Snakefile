@@ -12,16 +12,17 @@ if not workflow.configfiles and not config:
 
 
 include: "workflow/rules/common.smk"
+# stage rule files, one line each, in pipeline order
+include: "workflow/rules/config.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/ingest.smk"
-# (stage rule files are included here, one line each, in pipeline order)
-include: "workflow/rules/atlas.smk"
+include: "workflow/rules/resample.smk"
 include: "workflow/rules/register.smk"
 include: "workflow/rules/detect.smk"
 include: "workflow/rules/cells.smk"
 
 
 rule all:
+    default_target: True
     input:
         TARGETS,
-    default_target: True

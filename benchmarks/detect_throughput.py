@@ -85,8 +85,13 @@ def child(args) -> None:
         rss0 = _rss_mb()
         t = time.perf_counter()
         cells = detect_blocks(args.zarr, plan, params, [b.id])
-        out.update(seconds=time.perf_counter() - t, cells=len(cells), read_voxels=b.n_read,
-                   rss_before_mb=rss0, rss_mb=_rss_mb())
+        out.update(
+            seconds=time.perf_counter() - t,
+            cells=len(cells),
+            read_voxels=b.n_read,
+            rss_before_mb=rss0,
+            rss_mb=_rss_mb(),
+        )
     else:
         n = int(args.child_processes)
         if n == 1:
@@ -103,14 +108,25 @@ def child(args) -> None:
                 cells = detect_blocks(args.zarr, plan, params, processes=n, pool=pool)
                 dt = time.perf_counter() - t
         cells.to_parquet(args.out)
-        out.update(seconds=dt, cells=len(cells), rss_mb=_rss_mb(),
-                   children_rss_mb=_rss_mb(resource.RUSAGE_CHILDREN))
+        out.update(seconds=dt, cells=len(cells), rss_mb=_rss_mb(), children_rss_mb=_rss_mb(resource.RUSAGE_CHILDREN))
     print(json.dumps(out))
 
 
 def run_child(args, zarr: Path, mode: str, processes: int = 1, out: Path | None = None) -> dict:
-    cmd = [sys.executable, __file__, "--child", mode, "--zarr", str(zarr), "--child-processes", str(processes),
-           "--block", *map(str, args.block), "--out", str(out or "")]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        mode,
+        "--zarr",
+        str(zarr),
+        "--child-processes",
+        str(processes),
+        "--block",
+        *map(str, args.block),
+        "--out",
+        str(out or ""),
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode:
         sys.exit(f"child failed:\n{res.stderr}")
@@ -121,8 +137,9 @@ def make_volume(shape, voxel_size, density, seed, path: Path):
     from spimflow.io.omezarr import write_ome_zarr
     from spimflow.steps.detect.synthetic import make_synthetic_cells
 
-    vol, truth = make_synthetic_cells(shape, voxel_size, density_per_mm3=density, gradient=0.5, texture=120,
-                                      background=250, seed=seed)
+    vol, truth = make_synthetic_cells(
+        shape, voxel_size, density_per_mm3=density, gradient=0.5, texture=120, background=250, seed=seed
+    )
     write_ome_zarr(path, vol, voxel_size, chunks=(16, 256, 256), n_levels=1)
     return vol, truth
 
@@ -130,10 +147,17 @@ def make_volume(shape, voxel_size, density, seed, path: Path):
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", type=int, nargs=3, default=(128, 1024, 1024), metavar=("Z", "Y", "X"))
-    ap.add_argument("--voxel-size", type=float, nargs=3, default=(3.0, 4.0, 4.0), metavar=("Z", "Y", "X"),
-                    help="µm (default: ClearMap-like 3 x 4 x 4)")
-    ap.add_argument("--block", type=int, nargs=3, default=(128, 512, 512), metavar=("Z", "Y", "X"),
-                    help="core block size in voxels")
+    ap.add_argument(
+        "--voxel-size",
+        type=float,
+        nargs=3,
+        default=(3.0, 4.0, 4.0),
+        metavar=("Z", "Y", "X"),
+        help="µm (default: ClearMap-like 3 x 4 x 4)",
+    )
+    ap.add_argument(
+        "--block", type=int, nargs=3, default=(128, 512, 512), metavar=("Z", "Y", "X"), help="core block size in voxels"
+    )
     ap.add_argument("--density", type=float, default=20000.0, help="cells per mm³")
     ap.add_argument("--processes", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--seed", type=int, default=0)
@@ -157,8 +181,10 @@ def main(argv=None) -> None:
     shape, vs = tuple(args.shape), tuple(args.voxel_size)
     nvox = int(np.prod(shape))
     print(f"load average before: {os.getloadavg()[0]:.2f} (other work on this machine slows both numbers)")
-    print(f"volume {shape} voxels ({nvox / 1e6:.0f} Mvoxel), voxel size {vs} µm, block core {tuple(args.block)}, "
-          f"{args.density:.0f} cells/mm³, {os.cpu_count()} cores")
+    print(
+        f"volume {shape} voxels ({nvox / 1e6:.0f} Mvoxel), voxel size {vs} µm, block core {tuple(args.block)}, "
+        f"{args.density:.0f} cells/mm³, {os.cpu_count()} cores"
+    )
     t = time.perf_counter()
     vol, truth = make_volume(shape, vs, args.density, args.seed, work / "signal.ome.zarr")
     print(f"synthetic volume + OME-Zarr written in {time.perf_counter() - t:.1f} s: {len(truth)} cells")
@@ -178,14 +204,18 @@ def main(argv=None) -> None:
 
     one = run_child(args, work / "signal.ome.zarr", "chain", 1, work / "cells_1.parquet")
     rate1 = nvox / one["seconds"] / 1e6
-    print(f"detection chain, 1 process:   {rate1:7.1f} Mvoxel/s  ({one['seconds']:.1f} s, {one['blocks']} blocks, "
-          f"overlap {tuple(one['overlap'])}, peak RSS {one['rss_mb']:.0f} MB)")
+    print(
+        f"detection chain, 1 process:   {rate1:7.1f} Mvoxel/s  ({one['seconds']:.1f} s, {one['blocks']} blocks, "
+        f"overlap {tuple(one['overlap'])}, peak RSS {one['rss_mb']:.0f} MB)"
+    )
     print(f"  ratio chain / gaussian_filter per core: {rate1 / gauss:.2f}")
     if args.processes > 1:
         many = run_child(args, work / "signal.ome.zarr", "chain", args.processes, work / "cells_n.parquet")
         rate_n = nvox / many["seconds"] / 1e6
-        print(f"detection chain, {args.processes} processes: {rate_n:7.1f} Mvoxel/s  ({many['seconds']:.1f} s, "
-              f"peak RSS per worker {many['children_rss_mb']:.0f} MB)")
+        print(
+            f"detection chain, {args.processes} processes: {rate_n:7.1f} Mvoxel/s  ({many['seconds']:.1f} s, "
+            f"peak RSS per worker {many['children_rss_mb']:.0f} MB)"
+        )
 
     import pandas as pd
 
@@ -194,8 +224,10 @@ def main(argv=None) -> None:
         other = pd.read_parquet(work / "cells_n.parquet")
         print(f"  1 vs {args.processes} processes: identical cells: {cells.equals(other)}")
     m = match_points(cells[["z", "y", "x"]].to_numpy(), truth[["z", "y", "x"]].to_numpy(), 6.0, vs)
-    print(f"accuracy: {len(cells)} detected / {len(truth)} true cells, precision {m.precision:.4f}, "
-          f"recall {m.recall:.4f} (match radius 6 µm)")
+    print(
+        f"accuracy: {len(cells)} detected / {len(truth)} true cells, precision {m.precision:.4f}, "
+        f"recall {m.recall:.4f} (match radius 6 µm)"
+    )
 
     if not args.skip_rss:
         # a volume 4x smaller; a block size giving both volumes >= 3 blocks per axis, so the
@@ -208,9 +240,12 @@ def main(argv=None) -> None:
         a = run_child(rss_args, work / "small.ome.zarr", "one-block")
         b = run_child(rss_args, work / "signal.ome.zarr", "one-block")
         print(f"one block job, core {tuple(rss_args.block)} + overlap:")
-        print(f"  read {a['read_voxels'] / 1e6:.1f} / {b['read_voxels'] / 1e6:.1f} Mvoxel: peak RSS {a['rss_mb']:.0f} MB on a "
-              f"{np.prod(small_shape) / 1e6:.0f} Mvoxel volume, {b['rss_mb']:.0f} MB on the "
-              f"{nvox / 1e6:.0f} Mvoxel volume (process baseline before the block: {b['rss_before_mb']:.0f} MB)")
+        print(
+            f"  read {a['read_voxels'] / 1e6:.1f} / {b['read_voxels'] / 1e6:.1f} Mvoxel: peak RSS "
+            f"{a['rss_mb']:.0f} MB on a "
+            f"{np.prod(small_shape) / 1e6:.0f} Mvoxel volume, {b['rss_mb']:.0f} MB on the "
+            f"{nvox / 1e6:.0f} Mvoxel volume (process baseline before the block: {b['rss_before_mb']:.0f} MB)"
+        )
     print(f"load average after: {os.getloadavg()[0]:.2f}; work folder: {work}")
 
 

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-
 # -- synthetic data ------------------------------------------------------------------------------
+
 
 def synthetic_plane(z: int, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     """A plausible light-sheet plane: smooth tissue background, bright blobs, shot noise."""
@@ -39,7 +39,7 @@ def synthetic_plane(z: int, shape: tuple[int, int], rng: np.random.Generator) ->
     tissue = 300.0 * np.exp(-(x * x + y * y) * (1.5 + 0.5 * np.sin(z / 50)))
     plane = 100.0 + tissue + rng.normal(0, 12, shape).astype(np.float32)
     for cy, cx in rng.integers(8, min(shape) - 8, size=(40, 2)):
-        plane[cy - 2:cy + 3, cx - 2:cx + 3] += 1500.0
+        plane[cy - 2 : cy + 3, cx - 2 : cx + 3] += 1500.0
     return np.clip(plane, 0, 65535).astype(np.uint16)
 
 
@@ -64,6 +64,7 @@ def write_data(folder: Path, fmt: str, n_planes: int, shape: tuple[int, int]) ->
 
 # -- the measured child ------------------------------------------------------------------------
 
+
 def child(source: dict, out: str, voxel: list[float], chunks: list[int], levels: int) -> None:
     """Runs in the subprocess: ingest and print timings as one JSON line."""
     import psutil
@@ -80,16 +81,37 @@ def child(source: dict, out: str, voxel: list[float], chunks: list[int], levels:
         ingest_channel(reader, out, voxel, chunks, levels, "bench")
         nbytes, shape = reader.nbytes, reader.shape
     total = time.perf_counter() - t0
-    print(json.dumps({"seconds": total, "open_seconds": t_open, "nbytes": nbytes, "shape": shape,
-                      "base_rss": base_rss, "ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+    print(
+        json.dumps(
+            {
+                "seconds": total,
+                "open_seconds": t_open,
+                "nbytes": nbytes,
+                "shape": shape,
+                "base_rss": base_rss,
+                "ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            }
+        )
+    )
 
 
 def measure(source: dict, out: Path, args) -> dict:
     """Run the child, polling its RSS every 20 ms; return its report plus the polled peak."""
     import psutil
 
-    cmd = [sys.executable, __file__, "--child", json.dumps(source), str(out),
-           "--voxel", *map(str, args.voxel), "--chunks", *map(str, args.chunks), "--levels", str(args.levels)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        json.dumps(source),
+        str(out),
+        "--voxel",
+        *map(str, args.voxel),
+        "--chunks",
+        *map(str, args.chunks),
+        "--levels",
+        str(args.levels),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     ps = psutil.Process(proc.pid)
     peak = 0
@@ -141,10 +163,15 @@ def main(argv: list[str] | None = None) -> None:
     n_planes = max(1, int(round(args.gb * 1e9 / (2 * shape[0] * shape[1]))))
     root = args.dir or Path(tempfile.mkdtemp(prefix="spimflow-ingest-bench-"))
     root.mkdir(parents=True, exist_ok=True)
-    print(f"stack: {n_planes} planes of {shape[0]}x{shape[1]} uint16 = {n_planes * 2 * shape[0] * shape[1] / 1e6:.0f} MB; "
-          f"chunks {tuple(args.chunks)}, {args.levels} levels; data in {root}")
-    print(f"{'format':8} {'write s':>8} {'ingest s':>9} {'MB/s':>7} {'base RSS MB':>12} {'peak RSS MB':>12} "
-          f"{'polled MB':>10}")
+    print(
+        f"stack: {n_planes} planes of {shape[0]}x{shape[1]} uint16 = "
+        f"{n_planes * 2 * shape[0] * shape[1] / 1e6:.0f} MB; "
+        f"chunks {tuple(args.chunks)}, {args.levels} levels; data in {root}"
+    )
+    print(
+        f"{'format':8} {'write s':>8} {'ingest s':>9} {'MB/s':>7} {'base RSS MB':>12} {'peak RSS MB':>12} "
+        f"{'polled MB':>10}"
+    )
     try:
         for fmt in args.format:
             t0 = time.perf_counter()
@@ -154,9 +181,11 @@ def main(argv: list[str] | None = None) -> None:
             rep = measure(source, out, args)
             verify(source, out)
             mb = rep["nbytes"] / 1e6
-            print(f"{fmt:8} {t_write:8.1f} {rep['seconds']:9.1f} {mb / rep['seconds']:7.1f} "
-                  f"{rep['base_rss'] / 1e6:12.0f} {rep['ru_maxrss'] / 1e6:12.0f} {rep['polled_peak_rss'] / 1e6:10.0f}",
-                  flush=True)
+            print(
+                f"{fmt:8} {t_write:8.1f} {rep['seconds']:9.1f} {mb / rep['seconds']:7.1f} "
+                f"{rep['base_rss'] / 1e6:12.0f} {rep['ru_maxrss'] / 1e6:12.0f} {rep['polled_peak_rss'] / 1e6:10.0f}",
+                flush=True,
+            )
             if not args.keep:
                 shutil.rmtree(root / fmt)
     finally:

@@ -39,8 +39,20 @@ def run_snakemake(workdir: Path, config: Path, *args: str, timeout: int = 900):
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "snakemake", *args, "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(config), "--cores", "2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        *args,
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(config),
+        "--cores",
+        "2",
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 

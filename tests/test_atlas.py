@@ -40,7 +40,8 @@ ALLEN_JSON = ALLEN / "ABA_annotation.json"
 ALLEN_CSV = ALLEN / "ARA2_annotation_info_collapse.csv"
 needs_allen = pytest.mark.skipif(
     not all(p.is_file() for p in (ALLEN_ANN, ALLEN_HEM, ALLEN_JSON, ALLEN_CSV)),
-    reason=f"Allen CCF reference data not found in {ALLEN} (../shared is absent in a fresh clone)")
+    reason=f"Allen CCF reference data not found in {ALLEN} (../shared is absent in a fresh clone)",
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,31 +67,37 @@ def tiny_volumes():
     ann[1:5, 1:3, 1:9] = 11
     ann[1:5, 3:6, 1:9] = 12
     ann[1:3, 5:6, 2:8] = 21
-    ann[4, 1, 3] = 1             # a voxel labelled with a non-leaf region
+    ann[4, 1, 3] = 1  # a voxel labelled with a non-leaf region
     ref = np.arange(np.prod(TINY_SHAPE), dtype=np.uint16).reshape(TINY_SHAPE)
     x = np.arange(TINY_SHAPE[2])
     hemi = np.where(x[None, None, :] < 5, 2, 1).repeat(TINY_SHAPE[0], 0).repeat(TINY_SHAPE[1], 1).astype(np.uint8)
-    hemi[0, 0, 5] = 2             # right reaches one voxel past the midline
-    hemi[5, 6, 4] = 1             # left reaches one voxel past the midline
-    hemi[:, :, 9] = 0             # outer column: outside both
+    hemi[0, 0, 5] = 2  # right reaches one voxel past the midline
+    hemi[5, 6, 4] = 1  # left reaches one voxel past the midline
+    hemi[:, :, 9] = 0  # outer column: outside both
     return ann, ref, hemi
 
 
-def write_brainglobe(folder: Path, *, ann=None, ref=None, hemi=None, structures=None, meta=None,
-                     skip=()) -> Path:
+def write_brainglobe(folder: Path, *, ann=None, ref=None, hemi=None, structures=None, meta=None, skip=()) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     a, r, h = tiny_volumes()
     ann = a if ann is None else ann
     ref = r if ref is None else ref
     hemi = h if hemi is None else hemi
-    metadata = {"name": "tiny_25um", "resolution": [25.0, 20.0, 10.0], "orientation": "asr",
-                "shape": list(TINY_SHAPE), "symmetric": False}
+    metadata = {
+        "name": "tiny_25um",
+        "resolution": [25.0, 20.0, 10.0],
+        "orientation": "asr",
+        "shape": list(TINY_SHAPE),
+        "symmetric": False,
+    }
     metadata.update(meta or {})
-    files = {"metadata.json": lambda p: p.write_text(json.dumps(metadata)),
-             "structures.json": lambda p: p.write_text(json.dumps(TINY_STRUCTURES if structures is None else structures)),
-             "annotation.tiff": lambda p: tifffile.imwrite(p, ann, photometric="minisblack"),
-             "reference.tiff": lambda p: tifffile.imwrite(p, ref, photometric="minisblack"),
-             "hemispheres.tiff": lambda p: tifffile.imwrite(p, hemi, photometric="minisblack")}
+    files = {
+        "metadata.json": lambda p: p.write_text(json.dumps(metadata)),
+        "structures.json": lambda p: p.write_text(json.dumps(TINY_STRUCTURES if structures is None else structures)),
+        "annotation.tiff": lambda p: tifffile.imwrite(p, ann, photometric="minisblack"),
+        "reference.tiff": lambda p: tifffile.imwrite(p, ref, photometric="minisblack"),
+        "hemispheres.tiff": lambda p: tifffile.imwrite(p, hemi, photometric="minisblack"),
+    }
     for name, write in files.items():
         if name not in skip:
             write(folder / name)
@@ -106,21 +113,22 @@ def tiny(tmp_path) -> Path:
 # Ontology
 # ---------------------------------------------------------------------------------------------
 
+
 def test_brainglobe_ontology_tree(tiny):
     o = Ontology.from_brainglobe(tiny / "structures.json")
     assert o.ids == (997, 1, 11, 12, 2, 21)
     assert o.roots == (997,)
     assert o.parent(11) == 1 and o.parent(997) is None
     assert o.children(997) == [1, 2] and o.children(1) == [11, 12] and o.children(21) == []
-    assert o.ancestors(11) == [1, 997]                      # parent first, root last
+    assert o.ancestors(11) == [1, 997]  # parent first, root last
     assert o.path(11) == (997, 1, 11)
     assert [o.depth(i) for i in (997, 1, 11)] == [0, 1, 2]
     assert o.max_depth == 2
-    assert o.descendants(997) == [1, 11, 12, 2, 21]          # self excluded, depth-first
+    assert o.descendants(997) == [1, 11, 12, 2, 21]  # self excluded, depth-first
     assert o.descendants(1, include_self=True) == [1, 11, 12]
     assert o.ancestor_at_depth(12, 1) == 1
     assert o.ancestor_at_depth(12, 0) == 997
-    assert o.ancestor_at_depth(1, 2) == 1                    # shallower than asked: itself
+    assert o.ancestor_at_depth(1, 2) == 1  # shallower than asked: itself
     assert o.acronym(21) == "B1" and o.name(21) == "Area B one" and o.colour(21) == (0, 10, 220)
     assert o.lookup_acronym("A2") == 12
     assert o[2] == Region(2, "B", "Area B", 997, (0, 0, 200))
@@ -140,25 +148,30 @@ def test_brainglobe_ontology_tree(tiny):
 
 
 def test_map_to_depth_matches_per_label_loop():
-    regions = [Region(997, "root", "root", None), Region(1, "A", "A", 997), Region(11, "A1", "A1", 1),
-               Region(614454277, "BIG", "big id", 11), Region(2, "B", "B", 997)]
+    regions = [
+        Region(997, "root", "root", None),
+        Region(1, "A", "A", 997),
+        Region(11, "A1", "A1", 1),
+        Region(614454277, "BIG", "big id", 11),
+        Region(2, "B", "B", 997),
+    ]
     o = Ontology(regions)
     rng = np.random.default_rng(1)
     pool = np.array([997, 1, 11, 614454277, 2, 0, 5, 700000000, 12345678], dtype=np.int64)
     labels = rng.choice(pool, size=(7, 11, 13))
     for depth in range(4):
-        expected = np.vectorize(lambda v: o.ancestor_at_depth(v, depth) if v in o else v)(labels)
+        expected = np.vectorize(lambda v, d=depth: o.ancestor_at_depth(v, d) if v in o else v)(labels)
         np.testing.assert_array_equal(o.map_to_depth(labels, depth), expected)
-        expected_unknown = np.vectorize(lambda v: o.ancestor_at_depth(v, depth) if v in o else -1)(labels)
+        expected_unknown = np.vectorize(lambda v, d=depth: o.ancestor_at_depth(v, d) if v in o else -1)(labels)
         np.testing.assert_array_equal(o.map_to_depth(labels, depth, unknown=-1), expected_unknown)
     # strided, transposed views give the same answer as contiguous copies
     view = labels[:, ::2, ::-3].T
     np.testing.assert_array_equal(o.map_to_depth(view, 2), o.map_to_depth(np.ascontiguousarray(view), 2))
     # unsigned input, including ids above the dense table
-    np.testing.assert_array_equal(o.map_to_depth(labels.astype(np.uint32), 1),
-                                  o.map_to_depth(labels, 1))
-    np.testing.assert_array_equal(o.contains(np.array([-3, 0, 1, 614454277, 614454278])),
-                                  [False, False, True, True, False])
+    np.testing.assert_array_equal(o.map_to_depth(labels.astype(np.uint32), 1), o.map_to_depth(labels, 1))
+    np.testing.assert_array_equal(
+        o.contains(np.array([-3, 0, 1, 614454277, 614454278])), [False, False, True, True, False]
+    )
     with pytest.raises(TypeError):
         o.map_to_depth(np.array([1.0]), 1)
 
@@ -174,13 +187,24 @@ def test_id_table_spans_chunks():
 
 
 def _allen_node(i, acr, children=(), color="FF0000", **extra):
-    return {"id": i, "acronym": acr, "name": acr.lower(), "color_hex_triplet": color,
-            "parent_structure_id": None, "children": list(children), **extra}
+    return {
+        "id": i,
+        "acronym": acr,
+        "name": acr.lower(),
+        "color_hex_triplet": color,
+        "parent_structure_id": None,
+        "children": list(children),
+        **extra,
+    }
 
 
 def test_allen_json_forms(tmp_path):
-    tree = _allen_node(997, "root", [_allen_node(8, "grey", [_allen_node(567, "CH", color="b0f0ff")]),
-                                     _allen_node(73, "VS", color="#aaaaaa")], color="FFFFFF")
+    tree = _allen_node(
+        997,
+        "root",
+        [_allen_node(8, "grey", [_allen_node(567, "CH", color="b0f0ff")]), _allen_node(73, "VS", color="#aaaaaa")],
+        color="FFFFFF",
+    )
     forms = {"msg": {"success": True, "msg": [tree]}, "list": [tree], "bare": tree}
     for name, data in forms.items():
         p = tmp_path / f"{name}.json"
@@ -189,11 +213,13 @@ def test_allen_json_forms(tmp_path):
         assert o.ids == (997, 8, 567, 73), name
         assert o.parent(567) == 8 and o.parent(8) == 997 and o.parent(997) is None
         assert o.colour(567) == (0xB0, 0xF0, 0xFF) and o.colour(73) == (170, 170, 170)
-        assert Ontology.from_file(p).ids == o.ids            # auto-detects the Allen layout
+        assert Ontology.from_file(p).ids == o.ids  # auto-detects the Allen layout
     # flat list linked by parent_structure_id (Allen API "structures" query)
-    flat = [{"id": 997, "acronym": "root", "parent_structure_id": None},
-            {"id": 8, "acronym": "grey", "parent_structure_id": 997},
-            {"id": 567, "acronym": "CH", "parent_structure_id": 8}]
+    flat = [
+        {"id": 997, "acronym": "root", "parent_structure_id": None},
+        {"id": 8, "acronym": "grey", "parent_structure_id": 997},
+        {"id": 567, "acronym": "CH", "parent_structure_id": 8},
+    ]
     (tmp_path / "flat.json").write_text(json.dumps(flat))
     o = Ontology.from_allen_json(tmp_path / "flat.json")
     assert o.ancestors(567) == [8, 997] and o.name(8) == "grey" and o.colour(8) == (128, 128, 128)
@@ -201,12 +227,14 @@ def test_allen_json_forms(tmp_path):
 
 def test_allen_csv_and_ambiguous_acronym(tmp_path):
     p = tmp_path / "onto.csv"
-    p.write_text("id,name,acronym,red,green,blue,structure_order,parent_id,parent_acronym,collapse\n"
-                 "0,background,background,0,0,0,0,,,x\n"
-                 "997,root,root,255,255,255,0,,,x\n"
-                 "8,Basic cell groups,grey,176,255,255,100,997,root,x\n"
-                 "5,Unlabeled,NoL,1,2,3,5,8,grey,\n"
-                 "6,Unlabeled,NoL,1,2,3,6,997,root,\n")
+    p.write_text(
+        "id,name,acronym,red,green,blue,structure_order,parent_id,parent_acronym,collapse\n"
+        "0,background,background,0,0,0,0,,,x\n"
+        "997,root,root,255,255,255,0,,,x\n"
+        "8,Basic cell groups,grey,176,255,255,100,997,root,x\n"
+        "5,Unlabeled,NoL,1,2,3,5,8,grey,\n"
+        "6,Unlabeled,NoL,1,2,3,6,997,root,\n"
+    )
     o = Ontology.from_allen_csv(p)
     assert o.roots == (0, 997)
     assert o.ancestors(5) == [8, 997] and o.colour(8) == (176, 255, 255) and o.depth(0) == 0
@@ -215,21 +243,38 @@ def test_allen_csv_and_ambiguous_acronym(tmp_path):
         o.lookup_acronym("NoL")
 
 
-@pytest.mark.parametrize("case, content, match", [
-    ("missing", None, "ontology file not found"),
-    ("not_json", "{this is not json", "not valid JSON"),
-    ("no_id", [{"acronym": "root", "structure_id_path": [1]}], "has no 'id'"),
-    ("no_acronym", [{"id": 1, "structure_id_path": [1]}], "region 1 has no 'acronym'"),
-    ("bad_parent", [{"id": 1, "acronym": "r", "structure_id_path": [1]},
-                    {"id": 3, "acronym": "d", "structure_id_path": [1, 7, 3]}],
-     "region 3 \\(d\\) has parent id 7, which is not in the ontology"),
-    ("cycle", [{"id": 1, "acronym": "r", "structure_id_path": [1]},
-               {"id": 5, "acronym": "x", "structure_id_path": [6, 5]},
-               {"id": 6, "acronym": "y", "structure_id_path": [5, 6]}], "cycle.*\\[5, 6\\]"),
-    ("duplicate", [{"id": 1, "acronym": "r", "structure_id_path": [1]},
-                   {"id": 1, "acronym": "s", "structure_id_path": [1]}], "id 1 appears more than once"),
-    ("bad_path", [{"id": 1, "acronym": "r", "structure_id_path": [2]}], "structure_id_path"),
-])
+@pytest.mark.parametrize(
+    "case, content, match",
+    [
+        ("missing", None, "ontology file not found"),
+        ("not_json", "{this is not json", "not valid JSON"),
+        ("no_id", [{"acronym": "root", "structure_id_path": [1]}], "has no 'id'"),
+        ("no_acronym", [{"id": 1, "structure_id_path": [1]}], "region 1 has no 'acronym'"),
+        (
+            "bad_parent",
+            [
+                {"id": 1, "acronym": "r", "structure_id_path": [1]},
+                {"id": 3, "acronym": "d", "structure_id_path": [1, 7, 3]},
+            ],
+            "region 3 \\(d\\) has parent id 7, which is not in the ontology",
+        ),
+        (
+            "cycle",
+            [
+                {"id": 1, "acronym": "r", "structure_id_path": [1]},
+                {"id": 5, "acronym": "x", "structure_id_path": [6, 5]},
+                {"id": 6, "acronym": "y", "structure_id_path": [5, 6]},
+            ],
+            "cycle.*\\[5, 6\\]",
+        ),
+        (
+            "duplicate",
+            [{"id": 1, "acronym": "r", "structure_id_path": [1]}, {"id": 1, "acronym": "s", "structure_id_path": [1]}],
+            "id 1 appears more than once",
+        ),
+        ("bad_path", [{"id": 1, "acronym": "r", "structure_id_path": [2]}], "structure_id_path"),
+    ],
+)
 def test_brainglobe_ontology_errors_name_the_file(tmp_path, case, content, match):
     p = tmp_path / f"{case}.json"
     if content is not None:
@@ -245,13 +290,20 @@ def test_allen_json_errors_name_the_file(tmp_path):
         "no_acronym": _allen_node(997, "root", [{"id": 4, "children": []}]),
         "bad_colour": _allen_node(997, "root", color="zzzzzz"),
         "missing_parent": [{"id": 1, "acronym": "a", "parent_structure_id": 42}],
-        "cycle": [{"id": 1, "acronym": "a", "parent_structure_id": 2},
-                  {"id": 2, "acronym": "b", "parent_structure_id": 1}],
+        "cycle": [
+            {"id": 1, "acronym": "a", "parent_structure_id": 2},
+            {"id": 2, "acronym": "b", "parent_structure_id": 1},
+        ],
         "empty": {"msg": []},
     }
-    expected = {"no_id": "has no 'id'", "no_acronym": "region 4 has no 'acronym'",
-                "bad_colour": "color_hex_triplet", "missing_parent": "parent id 42",
-                "cycle": "cycle", "empty": "no structure nodes"}
+    expected = {
+        "no_id": "has no 'id'",
+        "no_acronym": "region 4 has no 'acronym'",
+        "bad_colour": "color_hex_triplet",
+        "missing_parent": "parent id 42",
+        "cycle": "cycle",
+        "empty": "no structure nodes",
+    }
     for case, data in cases.items():
         p = tmp_path / f"{case}.json"
         p.write_text(json.dumps(data))
@@ -263,6 +315,7 @@ def test_allen_json_errors_name_the_file(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Atlas model on the tiny BrainGlobe folder
 # ---------------------------------------------------------------------------------------------
+
 
 def test_load_brainglobe_tiny(tiny):
     ann, ref, hemi = tiny_volumes()
@@ -278,20 +331,22 @@ def test_load_brainglobe_tiny(tiny):
 
 def test_region_and_hemisphere_at_known_voxels(tiny):
     atlas = load_brainglobe(tiny)
-    pts = np.array([
-        [2, 1, 4],            # A1
-        [2.4, 3.49, 4.4],     # rounds to (2, 3, 4): A2
-        [1.6, 5.2, 2.0],      # rounds to (2, 5, 2): B1
-        [4, 1, 3],            # the voxel labelled with non-leaf A
-        [0, 0, 0],            # inside the volume, background
-        [-0.5, 0, 0],         # rounds to index 0: inside
-        [-0.51, 3, 3],        # outside
-        [5.5, 3, 3],          # rounds to 6 = shape: outside
-        [np.nan, 1, 1],       # NaN: outside
-        [0, 0, 5],            # right hemisphere voxel past the midline
-        [5, 6, 4],            # left hemisphere voxel past the midline
-        [3, 3, 9],            # hemisphere 0 column
-    ])
+    pts = np.array(
+        [
+            [2, 1, 4],  # A1
+            [2.4, 3.49, 4.4],  # rounds to (2, 3, 4): A2
+            [1.6, 5.2, 2.0],  # rounds to (2, 5, 2): B1
+            [4, 1, 3],  # the voxel labelled with non-leaf A
+            [0, 0, 0],  # inside the volume, background
+            [-0.5, 0, 0],  # rounds to index 0: inside
+            [-0.51, 3, 3],  # outside
+            [5.5, 3, 3],  # rounds to 6 = shape: outside
+            [np.nan, 1, 1],  # NaN: outside
+            [0, 0, 5],  # right hemisphere voxel past the midline
+            [5, 6, 4],  # left hemisphere voxel past the midline
+            [3, 3, 9],  # hemisphere 0 column
+        ]
+    )
     np.testing.assert_array_equal(atlas.region_at(pts), [11, 12, 21, 1, 0, 0, 0, 0, 0, 0, 0, 0])
     np.testing.assert_array_equal(atlas.hemisphere_at(pts), [2, 2, 2, 2, 2, 2, 0, 0, 0, 2, 1, 0])
     assert atlas.region_at(np.zeros((0, 3))).shape == (0,)
@@ -314,22 +369,27 @@ def test_crop_hemisphere_keeps_exactly_that_hemisphere(tiny, side, value):
     assert set(np.unique(half.hemispheres)) <= {0, value}
     assert np.count_nonzero(half.annotation) == np.count_nonzero(ann[hemi == value])
     # the cut is at the far edge of that hemisphere; the outer margin is kept
-    expected_x = (4, 10) if side == "left" else (0, 6)      # left reaches x=4, right reaches x=5
+    expected_x = (4, 10) if side == "left" else (0, 6)  # left reaches x=4, right reaches x=5
     assert (ox, ox + half.shape[2]) == expected_x
-    np.testing.assert_array_equal(half.reference, ref[:, :, expected_x[0]:expected_x[1]])
+    np.testing.assert_array_equal(half.reference, ref[:, :, expected_x[0] : expected_x[1]])
     # points move with the offset
     p = np.array([[2.0, 1.0, 7.0]]) if side == "left" else np.array([[2.0, 1.0, 2.0]])
     assert half.region_at(p - half.offset) == atlas.region_at(p)
 
 
 def test_crop_without_hemispheres_uses_midline_with_odd_width(tmp_path):
-    shape = (3, 4, 7)     # odd l/r width: the middle plane (x = 3) belongs to the left
+    shape = (3, 4, 7)  # odd l/r width: the middle plane (x = 3) belongs to the left
     ann = np.zeros(shape, np.uint16)
     ann[1, 1:3, :] = 11
-    folder = write_brainglobe(tmp_path / "odd", ann=ann, ref=np.zeros(shape, np.uint16),
-                              meta={"shape": list(shape)}, skip=("hemispheres.tiff",))
+    folder = write_brainglobe(
+        tmp_path / "odd",
+        ann=ann,
+        ref=np.zeros(shape, np.uint16),
+        meta={"shape": list(shape)},
+        skip=("hemispheres.tiff",),
+    )
     atlas = load_brainglobe(folder)
-    assert atlas.hemispheres is None                     # not symmetric: nothing derived
+    assert atlas.hemispheres is None  # not symmetric: nothing derived
     # asr: axis 2 starts on the right
     np.testing.assert_array_equal(midline_sides(7, "asr"), [2, 2, 2, 1, 1, 1, 1])
     np.testing.assert_array_equal(midline_sides(6, "asl"), [1, 1, 1, 2, 2, 2])
@@ -352,7 +412,7 @@ def test_symmetric_metadata_derives_hemispheres(tmp_path):
 def test_unknown_labels_reported_and_logged(tmp_path, caplog):
     ann, _, _ = tiny_volumes()
     ann[0, 0, :3] = 77
-    ann[5, 6, 0] = 3_000_000_000          # beyond int32, still a valid uint32 label
+    ann[5, 6, 0] = 3_000_000_000  # beyond int32, still a valid uint32 label
     folder = write_brainglobe(tmp_path / "unk", ann=ann)
     atlas = load_brainglobe(folder)
     assert atlas.unknown_labels() == {77: 3, 3_000_000_000: 1}
@@ -368,20 +428,23 @@ def test_load_atlas_brainglobe_relative_path_and_crop(tmp_path):
     assert atlas.shape == (6, 7, 6) and set(np.unique(atlas.hemispheres)) == {0, 2}
 
 
-@pytest.mark.parametrize("case, match", [
-    ("no_folder", "BrainGlobe atlas folder not found"),
-    ("no_metadata", "metadata.json"),
-    ("bad_metadata", "not valid JSON"),
-    ("metadata_keys", "missing key\\(s\\) resolution"),
-    ("bad_orientation", "orientation code"),
-    ("no_structures", "atlas has no ontology: expected structures.json in"),
-    ("no_annotation", "annotation file not found"),
-    ("annotation_shape", "shape \\(6, 7, 9\\) differs from metadata.json shape \\(6, 7, 10\\)"),
-    ("reference_shape", "reference.tiff: shape \\(6, 7, 11\\) differs"),
-    ("hemisphere_values", "hemispheres must hold 0, 1 \\(left\\) or 2 \\(right\\)"),
-    ("corrupt_tiff", "cannot read annotation"),
-    ("two_d", "must be a 3-D"),
-])
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("no_folder", "BrainGlobe atlas folder not found"),
+        ("no_metadata", "metadata.json"),
+        ("bad_metadata", "not valid JSON"),
+        ("metadata_keys", "missing key\\(s\\) resolution"),
+        ("bad_orientation", "orientation code"),
+        ("no_structures", "atlas has no ontology: expected structures.json in"),
+        ("no_annotation", "annotation file not found"),
+        ("annotation_shape", "shape \\(6, 7, 9\\) differs from metadata.json shape \\(6, 7, 10\\)"),
+        ("reference_shape", "reference.tiff: shape \\(6, 7, 11\\) differs"),
+        ("hemisphere_values", "hemispheres must hold 0, 1 \\(left\\) or 2 \\(right\\)"),
+        ("corrupt_tiff", "cannot read annotation"),
+        ("two_d", "must be a 3-D"),
+    ],
+)
 def test_brainglobe_errors_name_the_file(tmp_path, case, match):
     folder = tmp_path / "bad"
     kw: dict = {}
@@ -432,10 +495,11 @@ def test_brainglobe_errors_name_the_file(tmp_path, case, match):
 # Allen-style files written by the tests
 # ---------------------------------------------------------------------------------------------
 
+
 def _write_allen_files(tmp_path):
     ann, ref, _ = tiny_volumes()
     raw = np.zeros(TINY_SHAPE, np.uint8)
-    raw[:, :, :5] = 255                    # Allen style: 255 on the low-index half, 0 on the other
+    raw[:, :, :5] = 255  # Allen style: 255 on the low-index half, 0 on the other
     tifffile.imwrite(tmp_path / "ann.tif", ann, photometric="minisblack")
     buf = io.BytesIO()
     tifffile.imwrite(buf, ann, photometric="minisblack")
@@ -446,9 +510,14 @@ def _write_allen_files(tmp_path):
     tifffile.imwrite(buf, raw, photometric="minisblack")
     (tmp_path / "hemi.tif.lzma").write_bytes(lzma.compress(buf.getvalue()))
     tifffile.imwrite(tmp_path / "ref.tif", ref, photometric="minisblack")
-    onto = _allen_node(997, "root", [
-        _allen_node(1, "A", [_allen_node(11, "A1"), _allen_node(12, "A2")]),
-        _allen_node(2, "B", [_allen_node(21, "B1")])])
+    onto = _allen_node(
+        997,
+        "root",
+        [
+            _allen_node(1, "A", [_allen_node(11, "A1"), _allen_node(12, "A2")]),
+            _allen_node(2, "B", [_allen_node(21, "B1")]),
+        ],
+    )
     (tmp_path / "onto.json").write_text(json.dumps({"msg": [onto]}))
     return ann, ref, raw
 
@@ -457,7 +526,7 @@ def test_allen_volume_formats_agree(tmp_path):
     ann, _, _ = _write_allen_files(tmp_path)
     for name in ("ann.tif", "ann.tif.lzma", "ann.nrrd", "ann.mhd"):
         vol = read_volume(tmp_path / name)
-        assert vol.shape == TINY_SHAPE, name          # non-cubic: a swapped axis would show
+        assert vol.shape == TINY_SHAPE, name  # non-cubic: a swapped axis would show
         np.testing.assert_array_equal(vol, ann, err_msg=name)
     with pytest.raises(InputFileError, match="must be one of"):
         (tmp_path / "ann.png").write_bytes(b"x")
@@ -467,8 +536,14 @@ def test_allen_volume_formats_agree(tmp_path):
 def test_load_allen_and_hemisphere_conversion(tmp_path):
     ann, ref, raw = _write_allen_files(tmp_path)
     # "asr": axis 2 starts on the right, so the low-index value (255) is the right hemisphere
-    atlas = load_allen(tmp_path / "ann.nrrd", tmp_path / "onto.json", (25, 25, 25), "asr",
-                       reference=tmp_path / "ref.tif", hemispheres=tmp_path / "hemi.tif.lzma")
+    atlas = load_allen(
+        tmp_path / "ann.nrrd",
+        tmp_path / "onto.json",
+        (25, 25, 25),
+        "asr",
+        reference=tmp_path / "ref.tif",
+        hemispheres=tmp_path / "hemi.tif.lzma",
+    )
     np.testing.assert_array_equal(atlas.hemispheres, np.where(raw == 255, 2, 1))
     np.testing.assert_array_equal(atlas.reference, ref)
     assert atlas.ontology.ancestors(21) == [2, 997]
@@ -499,8 +574,9 @@ def test_load_allen_errors_name_the_file(tmp_path):
     assert str(tmp_path / "none.json") in str(info.value)
     tifffile.imwrite(tmp_path / "small_ref.tif", np.zeros((6, 7, 3), np.uint16), photometric="minisblack")
     with pytest.raises(InputFileError, match="small_ref.tif: shape \\(6, 7, 3\\) differs from annotation"):
-        load_allen(tmp_path / "ann.tif", tmp_path / "onto.json", (25, 25, 25), "asr",
-                   reference=tmp_path / "small_ref.tif")
+        load_allen(
+            tmp_path / "ann.tif", tmp_path / "onto.json", (25, 25, 25), "asr", reference=tmp_path / "small_ref.tif"
+        )
     (tmp_path / "broken.tif.lzma").write_bytes(b"not lzma at all")
     with pytest.raises(InputFileError, match="broken.tif.lzma: cannot read annotation"):
         load_allen(tmp_path / "broken.tif.lzma", tmp_path / "onto.json", (25, 25, 25), "asr")
@@ -513,19 +589,30 @@ def test_load_allen_errors_name_the_file(tmp_path):
 
 def test_load_atlas_allen_config(tmp_path):
     ann, _, raw = _write_allen_files(tmp_path)
-    cfg = AtlasConfig(format="allen", annotation="ann.tif.lzma", ontology="onto.json",
-                      hemispheres="hemi.tif.lzma", voxel_size=(25, 25, 25), orientation="ASL",
-                      hemisphere="left")
+    cfg = AtlasConfig(
+        format="allen",
+        annotation="ann.tif.lzma",
+        ontology="onto.json",
+        hemispheres="hemi.tif.lzma",
+        voxel_size=(25, 25, 25),
+        orientation="ASL",
+        hemisphere="left",
+    )
     atlas = load_atlas(cfg, base=tmp_path)
     assert atlas.orientation == "asl" and atlas.offset == (0, 0, 0) and atlas.shape == (6, 7, 5)
-    np.testing.assert_array_equal(atlas.annotation, ann[:, :, :5])   # 255 half = left under "asl"
+    np.testing.assert_array_equal(atlas.annotation, ann[:, :, :5])  # 255 half = left under "asl"
 
 
 def test_atlas_rejects_inconsistent_volumes():
     o = Ontology([Region(1, "r", "r", None)])
     with pytest.raises(InputFileError, match="hemispheres shape"):
-        Atlas(annotation=np.zeros((2, 3, 4), np.uint8), hemispheres=np.zeros((2, 3, 5), np.uint8),
-              ontology=o, voxel_size=(1, 1, 1), orientation="asr")
+        Atlas(
+            annotation=np.zeros((2, 3, 4), np.uint8),
+            hemispheres=np.zeros((2, 3, 5), np.uint8),
+            ontology=o,
+            voxel_size=(1, 1, 1),
+            orientation="asr",
+        )
     with pytest.raises(ConfigError, match="voxel_size"):
         Atlas(annotation=np.zeros((2, 3, 4), np.uint8), ontology=o, voxel_size=(1, 0, 1), orientation="asr")
 
@@ -533,6 +620,7 @@ def test_atlas_rejects_inconsistent_volumes():
 # ---------------------------------------------------------------------------------------------
 # The real Allen CCFv3 2017 annotation (25 µm), from ../shared
 # ---------------------------------------------------------------------------------------------
+
 
 def _independent_parents(path: Path) -> dict[int, int | None]:
     """Parent of every node by nesting, with a plain recursive walk of the JSON."""
@@ -571,14 +659,25 @@ def allen():
     try:
         # Axis 0 crosses the hemispheres, 1 runs anterior→posterior, 2 superior→inferior.
         # Which side is left is not recorded: "ras" declares index 0 on the right.
-        cfg = AtlasConfig(format="allen", annotation=ALLEN_ANN, ontology=ALLEN_JSON, hemispheres=ALLEN_HEM,
-                          voxel_size=(25, 25, 25), orientation="ras")
+        cfg = AtlasConfig(
+            format="allen",
+            annotation=ALLEN_ANN,
+            ontology=ALLEN_JSON,
+            hemispheres=ALLEN_HEM,
+            voxel_size=(25, 25, 25),
+            orientation="ras",
+        )
         atlas = load_atlas(cfg)
     finally:
         logger.removeHandler(handler)
     labels, counts = np.unique(atlas.annotation, return_counts=True)
-    return {"atlas": atlas, "labels": labels, "counts": counts, "warnings": records,
-            "parents": _independent_parents(ALLEN_JSON)}
+    return {
+        "atlas": atlas,
+        "labels": labels,
+        "counts": counts,
+        "warnings": records,
+        "parents": _independent_parents(ALLEN_JSON),
+    }
 
 
 @needs_allen
@@ -587,12 +686,12 @@ def test_allen_volume_and_unknown_labels(allen):
     assert atlas.shape == (456, 528, 320) and atlas.annotation.dtype == np.uint32
     assert labels.size == 672
     ids = set(allen["parents"])
-    expected = {int(l): int(c) for l, c in zip(labels, counts) if int(l) not in ids and l != 0}
+    expected = {int(lab): int(c) for lab, c in zip(labels, counts) if int(lab) not in ids and lab != 0}
     report = atlas.unknown_labels()
     assert report == expected
-    assert len(report) == 17 and sum(report.values()) == 60758    # measured once; recheck on data change
+    assert len(report) == 17 and sum(report.values()) == 60758  # measured once; recheck on data change
     # every label is either an ontology id or reported
-    assert {int(l) for l in labels} <= ids | set(report)
+    assert {int(lab) for lab in labels} <= ids | set(report)
     # load_atlas warned about exactly those labels
     assert len(allen["warnings"]) == 1 and "17 label(s)" in allen["warnings"][0]
 
@@ -604,8 +703,18 @@ def test_allen_tree_against_independent_walk(allen):
     assert all(o.parent(i) == p for i, p in parents.items())
     chain = _chain(parents, 1047)
     assert o.ancestors(1047) == chain
-    assert [o.acronym(i) for i in chain] == ["SSp-bfd", "SSp", "SS", "Isocortex", "CTXpl", "CTX", "CH",
-                                             "grey", "brain", "universe"]
+    assert [o.acronym(i) for i in chain] == [
+        "SSp-bfd",
+        "SSp",
+        "SS",
+        "Isocortex",
+        "CTXpl",
+        "CTX",
+        "CH",
+        "grey",
+        "brain",
+        "universe",
+    ]
     assert o.acronym(1047) == "SSp-bfd4" and 329 in chain and 688 in chain
     assert o.depth(1047) == len(chain) == 10 and o.depth(0) == 0 and o.depth(997) == 1
     assert o.ancestor_at_depth(1047, 6) == 315 and o.acronym(315) == "Isocortex"
@@ -640,7 +749,8 @@ def test_allen_map_to_depth_matches_python_loop(allen):
     assert whole.shape == atlas.shape
     np.testing.assert_array_equal(whole[idx], o.map_to_depth(sample, 6))
     assert np.count_nonzero(whole == 315) == sum(
-        int(c) for l, c in zip(allen["labels"], allen["counts"]) if int(l) in set(o.descendants(315, True)))
+        int(c) for lab, c in zip(allen["labels"], allen["counts"]) if int(lab) in set(o.descendants(315, True))
+    )
 
 
 @needs_allen
@@ -650,15 +760,16 @@ def test_allen_hemispheres_and_crop(allen):
     assert set(np.unique(raw[:228])) == {255} and set(np.unique(raw[228:])) == {0}
     # declared "ras": axis 0 starts on the right, so the 255 half (indices < 228) is right = 2
     assert set(np.unique(atlas.hemispheres[:228])) == {2} and set(np.unique(atlas.hemispheres[228:])) == {1}
-    np.testing.assert_array_equal(convert_hemispheres(raw[::8, ::8, ::8], "las"),
-                                  np.where(raw[::8, ::8, ::8] == 255, 1, 2))
+    np.testing.assert_array_equal(
+        convert_hemispheres(raw[::8, ::8, ::8], "las"), np.where(raw[::8, ::8, ::8] == 255, 1, 2)
+    )
     left = atlas.crop_hemisphere("left")
     assert left.offset == (228, 0, 0) and left.shape == (228, 528, 320)
     np.testing.assert_array_equal(left.annotation, atlas.annotation[228:])
     # symmetric atlas: mirrored labels agree almost everywhere
     right = atlas.crop_hemisphere("right")
-    same = right.annotation[::-1] == left.annotation          # mirror plane between 227 and 228
-    assert same.mean() > 0.97 and same[left.annotation > 0].mean() > 0.95   # measured 0.984 / 0.963
+    same = right.annotation[::-1] == left.annotation  # mirror plane between 227 and 228
+    assert same.mean() > 0.97 and same[left.annotation > 0].mean() > 0.95  # measured 0.984 / 0.963
     # region_at on real voxels
     z, y, x = (a[0] for a in np.nonzero(atlas.annotation == 1047))
     assert atlas.region_at([[z + 0.3, y - 0.4, x + 0.2]]).tolist() == [1047]
@@ -670,7 +781,7 @@ def test_allen_csv_agrees_with_json(allen):
     csv = Ontology.from_allen_csv(ALLEN_CSV)
     js = allen["atlas"].ontology
     assert len(csv) == 1205 and csv.roots == (0, 997)
-    assert csv.ancestors(1047) == js.ancestors(1047)[:-1]          # no "universe" wrapper in the CSV
+    assert csv.ancestors(1047) == js.ancestors(1047)[:-1]  # no "universe" wrapper in the CSV
     common = set(csv.ids) & set(js.ids) - {0, 997}
     assert len(common) > 1100
     same_parent = sum(csv.parent(i) == js.parent(i) for i in common)
@@ -680,6 +791,7 @@ def test_allen_csv_agrees_with_json(allen):
 # ---------------------------------------------------------------------------------------------
 # The workflow's own demo atlas
 # ---------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def demo_atlas_dir(demo_dir):

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 
 from spimflow.blocks import (
-    BlockPlan, batch_ids, block_memory_mb, check_detect_config, detect_blocks, detect_volume, grid_blocks, make_plan,
+    BlockPlan,
+    batch_ids,
+    block_memory_mb,
+    check_detect_config,
+    detect_blocks,
+    detect_volume,
+    grid_blocks,
+    make_plan,
     sort_cells,
 )
 from spimflow.errors import ConfigError, InputFileError
@@ -13,8 +20,8 @@ from spimflow.params.detect import DetectParams
 from spimflow.steps.detect import detect_cells, required_overlap
 from spimflow.steps.detect.synthetic import make_synthetic_cells
 
-DEMO_VOX = (10.0, 5.0, 5.0)   # the demo's anisotropic voxels
-FINE_VOX = (3.0, 4.0, 4.0)    # a ClearMap-like light-sheet resolution
+DEMO_VOX = (10.0, 5.0, 5.0)  # the demo's anisotropic voxels
+FINE_VOX = (3.0, 4.0, 4.0)  # a ClearMap-like light-sheet resolution
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +41,15 @@ def with_blocks(p: DetectParams, size, overlap=None) -> DetectParams:
 
 # -- the grid ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("shape,size,overlap", [((40, 150, 170), (32, 64, 64), (7, 18, 18)),
-                                                ((5, 7, 9), (5, 7, 9), (3, 3, 3)),
-                                                ((100, 33, 1), (16, 16, 16), (0, 4, 4))])
+
+@pytest.mark.parametrize(
+    "shape,size,overlap",
+    [
+        ((40, 150, 170), (32, 64, 64), (7, 18, 18)),
+        ((5, 7, 9), (5, 7, 9), (3, 3, 3)),
+        ((100, 33, 1), (16, 16, 16), (0, 4, 4)),
+    ],
+)
 def test_cores_tile_the_volume_and_reads_add_the_clipped_overlap(shape, size, overlap):
     blocks = grid_blocks(shape, size, overlap)
     owner = np.zeros(shape, int)
@@ -86,6 +99,7 @@ def test_bad_grids_and_filters_are_reported_before_any_block_runs():
 
 
 # -- exact block independence -------------------------------------------------------------
+
 
 @pytest.mark.parametrize("vox", [DEMO_VOX, FINE_VOX])
 @pytest.mark.parametrize("h_max", [None, 100.0])

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_snakemake
 import tifffile
 import yaml
+from conftest import run_snakemake
 
 from spimflow.blocks import detect_volume
 from spimflow.io.omezarr import open_ome_zarr
@@ -20,17 +20,24 @@ from spimflow.steps.detect.synthetic import make_synthetic_cells
 
 REPO = Path(__file__).resolve().parents[1]
 VOX = (10.0, 5.0, 5.0)
-STEPS = {"detect": {"blocks": {"size": [16, 64, 64], "batch": 3}},
-         "threshold": {"ranges": {"volume_um3": [500.0, None], "intensity_dog": [100.0, None]}}}
+STEPS = {
+    "detect": {"blocks": {"size": [16, 64, 64], "batch": 3}},
+    "threshold": {"ranges": {"volume_um3": [500.0, None], "intensity_dog": [100.0, None]}},
+}
 
 
 def write_sample(tmp_path: Path, volume: np.ndarray, steps: dict | None = None) -> Path:
     tifffile.imwrite(tmp_path / "signal.tif", volume, photometric="minisblack")
     (tmp_path / "atlas").mkdir(exist_ok=True)
     chan = {"source": {"format": "tiff", "path": "signal.tif"}, "voxel_size": list(VOX), "orientation": "ipl"}
-    cfg = {"sample": "s1", "results": "results", "channels": {"signal": chan, "autofluorescence": chan},
-           "atlas": {"format": "brainglobe", "path": "atlas"}, "ingest": {"chunks": [8, 64, 64]},
-           "steps": steps if steps is not None else STEPS}
+    cfg = {
+        "sample": "s1",
+        "results": "results",
+        "channels": {"signal": chan, "autofluorescence": chan},
+        "atlas": {"format": "brainglobe", "path": "atlas"},
+        "ingest": {"chunks": [8, 64, 64]},
+        "steps": steps if steps is not None else STEPS,
+    }
     path = tmp_path / "sample.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -44,15 +51,18 @@ CELL_TARGETS = ("results/s1/cells/cells.csv", "results/s1/cells/qc_cells.png", "
 
 
 def test_snakemake_detects_thresholds_and_draws_qc(tmp_path):
-    vol, truth = make_synthetic_cells((24, 150, 140), VOX, density_per_mm3=15000, gradient=0.5, texture=120,
-                                      background=250, seed=5)
+    vol, truth = make_synthetic_cells(
+        (24, 150, 140), VOX, density_per_mm3=15000, gradient=0.5, texture=120, background=250, seed=5
+    )
     config = write_sample(tmp_path, vol)
     proc = snakemake(tmp_path, config, *CELL_TARGETS)
     assert proc.returncode == 0, proc.stderr[-3000:]
     cells_dir = tmp_path / "results" / "s1" / "cells"
     plan = json.loads((cells_dir / "blocks" / "plan.json").read_text())
-    assert len(plan["batches"]) >= 3 and len(plan["blocks"]) > 6   # several batch jobs ran
-    assert len(list((cells_dir / "blocks").glob("batch_*.parquet"))) == len(plan["batches"])
+    assert len(plan["batches"]) >= 3 and len(plan["blocks"]) > 6  # several batch jobs ran
+    logs = tmp_path / "results" / "s1" / "logs"
+    assert len(list(logs.glob("detect_batch_*.log"))) == len(plan["batches"])  # one job per batch
+    assert not list((cells_dir / "blocks").glob("batch_*.parquet"))  # temp(): removed once gathered
     raw = pd.read_parquet(cells_dir / "cells_raw.parquet")
     assert dict(raw.dtypes.astype(str)) == CELL_COLUMNS
     # the Snakemake run gives exactly what the library gives on the ingested volume
@@ -101,14 +111,28 @@ def test_an_empty_volume_stops_at_the_plan_with_a_clear_error(tmp_path):
     assert not (tmp_path / "results" / "s1" / "cells" / "blocks" / "plan.json").exists()
 
 
-@pytest.mark.parametrize("steps,message", [
-    ({"threshold": {"ranges": {"brightness": [1, None]}}}, "steps.threshold.ranges.brightness: no such cell column"),
-    ({"detect": {"blocks": {"size": [4, 64, 64]}}}, "steps.detect.blocks.size: [4, 64, 64] is smaller than the overlap"),
-    ({"detect": {"blocks": {"size": [16, 64, 64], "overlap": [2, 2, 2]}}}, "steps.detect.blocks.overlap: [2, 2, 2] is too small"),
-    ({"detect": {"blocks": {"size": [64, 64, 64]}, "dog": {"sigma_inner_um": 30, "sigma_outer_um": 60}}},
-     "steps.detect.dog.sigma_outer_um: 60.0 µm needs a kernel of"),
-    ({"detect": {"shape": {"enabled": False}}}, "steps.threshold.ranges.volume_um3: needs the cell shape"),
-])
+@pytest.mark.parametrize(
+    "steps,message",
+    [
+        (
+            {"threshold": {"ranges": {"brightness": [1, None]}}},
+            "steps.threshold.ranges.brightness: no such cell column",
+        ),
+        (
+            {"detect": {"blocks": {"size": [4, 64, 64]}}},
+            "steps.detect.blocks.size: [4, 64, 64] is smaller than the overlap",
+        ),
+        (
+            {"detect": {"blocks": {"size": [16, 64, 64], "overlap": [2, 2, 2]}}},
+            "steps.detect.blocks.overlap: [2, 2, 2] is too small",
+        ),
+        (
+            {"detect": {"blocks": {"size": [64, 64, 64]}, "dog": {"sigma_inner_um": 30, "sigma_outer_um": 60}}},
+            "steps.detect.dog.sigma_outer_um: 60.0 µm needs a kernel of",
+        ),
+        ({"detect": {"shape": {"enabled": False}}}, "steps.threshold.ranges.volume_um3: needs the cell shape"),
+    ],
+)
 def test_bad_detection_settings_fail_before_any_job(tmp_path, steps, message):
     config = write_sample(tmp_path, np.ones((4, 8, 8), np.uint16), steps)
     proc = snakemake(tmp_path, config, "results/s1/cells/cells.csv")

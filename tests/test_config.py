@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from spimflow.checks import validate_config_file
 from spimflow.cli import main as cli_main
-from spimflow.config import load_config, parse_config, validate_config_file
+from spimflow.config import load_config, parse_config
 from spimflow.errors import ConfigError
 from spimflow.orientation import Orientation
 
@@ -76,12 +77,24 @@ BAD = [
     ("unknown key", (["channels", "signal", "voxelsize"], [1, 1, 1]), "channels.signal.voxelsize", "unknown key"),
     ("unknown top key", (["sampel"], "x"), "sampel", "unknown key"),
     ("wrong type", (["channels", "signal", "voxel_size"], "big"), "channels.signal.voxel_size", ""),
-    ("negative voxel size", (["channels", "autofluorescence", "voxel_size"], [4.0, -2.0, 2.0]),
-     "channels.autofluorescence.voxel_size", "positive"),
-    ("orientation not a permutation", (["channels", "signal", "orientation"], [1, 1, 3]),
-     "channels.signal.orientation", "permutation"),
-    ("orientation code repeats an axis", (["channels", "signal", "orientation"], "aap"),
-     "channels.signal.orientation", "same anatomical axis"),
+    (
+        "negative voxel size",
+        (["channels", "autofluorescence", "voxel_size"], [4.0, -2.0, 2.0]),
+        "channels.autofluorescence.voxel_size",
+        "positive",
+    ),
+    (
+        "orientation not a permutation",
+        (["channels", "signal", "orientation"], [1, 1, 3]),
+        "channels.signal.orientation",
+        "permutation",
+    ),
+    (
+        "orientation code repeats an axis",
+        (["channels", "signal", "orientation"], "aap"),
+        "channels.signal.orientation",
+        "same anatomical axis",
+    ),
     ("bad source format", (["channels", "signal", "source", "format"], "jpeg"), "channels.signal.source", "format"),
     ("missing required", (["atlas"], KeyError), "atlas", "required"),
     ("bad crop", (["channels", "signal", "crop"], {"z": [5, 2]}), "channels.signal.crop", "start < stop"),
@@ -134,10 +147,12 @@ def test_orientation_both_notations_agree():
 
 
 def test_schema_and_config_docs_are_in_sync():
-    assert cli_main(["schema", "--check", "-o", str(REPO / "schemas" / "config.schema.json")]) == 0, \
+    assert cli_main(["schema", "--check", "-o", str(REPO / "schemas" / "config.schema.json")]) == 0, (
         "schemas/config.schema.json is stale: run `spimflow schema`"
-    assert cli_main(["config-docs", "--check", "-o", str(REPO / "docs" / "configuration.md")]) == 0, \
+    )
+    assert cli_main(["config-docs", "--check", "-o", str(REPO / "docs" / "configuration.md")]) == 0, (
         "docs/configuration.md is stale: run `spimflow config-docs`"
+    )
 
 
 def test_schema_validates_demo_config():
@@ -160,9 +175,23 @@ def test_snakemake_refuses_bad_config_and_writes_nothing(tmp_path):
     data["results"] = str(tmp_path / "results")
     p = write(tmp_path, data)
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--configfile", str(p),
-         "--cores", "1", "-d", str(tmp_path)],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "--configfile",
+            str(p),
+            "--cores",
+            "1",
+            "-d",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode != 0
     assert "channels.signal.orientation" in proc.stderr + proc.stdout
     assert not (tmp_path / "results").exists()
@@ -171,8 +200,10 @@ def test_snakemake_refuses_bad_config_and_writes_nothing(tmp_path):
 def test_validate_refuses_what_the_workflow_refuses(tmp_path):
     """`spimflow validate` runs the same pre-run checks as the Snakefile (detection grid too)."""
     data = real_config(tmp_path)
-    data["steps"] = {"detect": {"blocks": {"size": [64, 256, 256], "overlap": [1, 1, 1]}},
-                     "threshold": {"ranges": {"brightness": [1, None]}}}
+    data["steps"] = {
+        "detect": {"blocks": {"size": [64, 256, 256], "overlap": [1, 1, 1]}},
+        "threshold": {"ranges": {"brightness": [1, None]}},
+    }
     p = write(tmp_path, data)
     with pytest.raises(ConfigError) as err:
         validate_config_file(p, tmp_path)

@@ -119,7 +119,7 @@ def test_signal_has_a_maximum_at_each_cell(demo_dir, cells):
     hits = 0
     for c in chosen.itertuples():
         z0, y0, x0 = max(0, int(round(c.z)) - 2), int(round(c.y)) - 4, int(round(c.x)) - 4
-        planes = [tifffile.imread(files[z])[y0:y0 + 9, x0:x0 + 9] for z in range(z0, min(len(files), z0 + 5))]
+        planes = [tifffile.imread(files[z])[y0 : y0 + 9, x0 : x0 + 9] for z in range(z0, min(len(files), z0 + 5))]
         vol = ndimage.gaussian_filter(np.stack(planes).astype(float), (0.5, 1, 1))
         maxima = np.argwhere(vol == ndimage.maximum_filter(vol, size=3)) + [z0, y0, x0]
         hits += np.any(np.all(np.abs(maxima - [c.z, c.y, c.x]) <= [1.0, 1.0, 1.0], axis=1))
@@ -150,8 +150,11 @@ def test_autofluorescence_is_the_reference_through_the_transform(demo_dir, truth
 def test_annotation_in_resampled_has_the_resampled_shape(demo_dir, truth):
     ann = tifffile.imread(demo_dir / "truth" / "annotation_in_resampled.tif")
     orient = Orientation.from_codes(truth["sample_orientation"], truth["atlas_orientation"])
-    shape = resampled_shape(orient.oriented_shape(truth["sample_shape"]),
-                            orient.oriented_values(truth["sample_voxel_size_um"]), truth["atlas_voxel_size_um"])
+    shape = resampled_shape(
+        orient.oriented_shape(truth["sample_shape"]),
+        orient.oriented_values(truth["sample_voxel_size_um"]),
+        truth["atlas_voxel_size_um"],
+    )
     assert ann.shape == shape
     atlas_ann = tifffile.imread(demo_dir / "atlas" / "annotation.tiff")
     assert set(np.unique(ann).tolist()) <= set(np.unique(atlas_ann).tolist())
@@ -160,8 +163,12 @@ def test_annotation_in_resampled_has_the_resampled_shape(demo_dir, truth):
 
 
 def test_cli_writes_the_manifest_last(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "spimflow", "demo", "--out", str(tmp_path / "d"), "--seed", "3"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "spimflow", "demo", "--out", str(tmp_path / "d"), "--seed", "3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads((tmp_path / "d" / "demo.json").read_text())
     for rel in manifest["truth"].values():

@@ -9,7 +9,7 @@ from spimflow.steps.detect import detect_cells
 from spimflow.steps.detect.evaluate import match_points
 
 VOX = (3.0, 5.0, 5.0)  # (z, y, x) µm; the README gives (x, y, z) = (5, 5, 3)
-SUB_LO = np.array([2, 10, 100])   # ClearMap ran on z 2-38, y 10-140, x 100-160 (z, y, x here)
+SUB_LO = np.array([2, 10, 100])  # ClearMap ran on z 2-38, y 10-140, x 100-160 (z, y, x here)
 SUB_HI = np.array([38, 140, 160])
 
 
@@ -19,9 +19,9 @@ def stack(shared_data):
 
     planes = sorted((shared_data / "clearmap_synthetic" / "planes").glob("test_iDISCO_*.tif"))
     assert len(planes) == 40
-    vol = np.stack([tifffile.imread(p) for p in planes])        # (z, rows, columns)
+    vol = np.stack([tifffile.imread(p) for p in planes])  # (z, rows, columns)
     xyz = np.loadtxt(shared_data / "clearmap_synthetic" / "cells.csv", delimiter=",")
-    return vol, xyz[:, ::-1]                                    # ClearMap's (x, y, z) -> (z, y, x)
+    return vol, xyz[:, ::-1]  # ClearMap's (x, y, z) -> (z, y, x)
 
 
 def test_axis_mapping_puts_clearmap_cells_on_bright_spots(stack):
@@ -46,8 +46,10 @@ def test_detections_agree_with_clearmap(stack):
         return pts[np.all((pts >= SUB_LO + margin) & (pts <= SUB_HI - 1 - margin), axis=1)]
 
     m = match_points(interior(ours), interior(cm), 10.0, VOX)
-    print(f"interior of ClearMap's range: ours {m.n_detected}, ClearMap {m.n_reference}, matched {m.n_matched}: "
-          f"{m.precision:.2f} of ours found by ClearMap, {m.recall:.2f} of ClearMap's found by ours")
+    print(
+        f"interior of ClearMap's range: ours {m.n_detected}, ClearMap {m.n_reference}, matched {m.n_matched}: "
+        f"{m.precision:.2f} of ours found by ClearMap, {m.recall:.2f} of ClearMap's found by ours"
+    )
     assert m.precision >= 0.9 and m.recall >= 0.9
     # every ClearMap cell that sits on a real spot is found, including those at its range's edge;
     # the ones we miss lie on its last row (y = 139) where the image has no spot (edge artifacts)
@@ -56,5 +58,5 @@ def test_detections_agree_with_clearmap(stack):
     mall = match_points(ours, cm, 10.0, VOX)
     missed = np.setdiff1d(np.arange(len(cm)), mall.pairs[:, 1])
     for z, y, x in np.rint(cm[missed]).astype(int):
-        box = v[max(z - 1, 0):z + 2, max(y - 1, 0):y + 2, max(x - 1, 0):x + 2]
+        box = v[max(z - 1, 0) : z + 2, max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2]
         assert box.max() - local[z, y, x] < 5, (z, y, x)

@@ -11,8 +11,16 @@ from skimage.segmentation import watershed
 from spimflow.errors import ConfigError
 from spimflow.params.detect import DetectParams, DogParams, IlluminationParams
 from spimflow.steps.detect import (
-    CELL_COLUMNS, IlluminationField, detect_cells, dog_filter, empty_cells, estimate_illumination,
-    find_maxima, profile_illumination, remove_background, threshold_cells,
+    CELL_COLUMNS,
+    IlluminationField,
+    detect_cells,
+    dog_filter,
+    empty_cells,
+    estimate_illumination,
+    find_maxima,
+    profile_illumination,
+    remove_background,
+    threshold_cells,
 )
 from spimflow.steps.detect.filters import gaussian_half_kernel
 
@@ -46,8 +54,16 @@ def ball(shape, centre, radius_vox, peak, falloff=0.0):
 
 # -- filters ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("size_um,vox", [((30.0, 30.0), (3.0, 4.0, 4.0)), ((12.0, 25.0), (10.0, 5.0, 5.0)),
-                                         ((1.0, 1.0), (1.0, 1.0, 1.0)), ((80.0, 80.0), (1.0, 2.0, 2.0))])
+
+@pytest.mark.parametrize(
+    "size_um,vox",
+    [
+        ((30.0, 30.0), (3.0, 4.0, 4.0)),
+        ((12.0, 25.0), (10.0, 5.0, 5.0)),
+        ((1.0, 1.0), (1.0, 1.0, 1.0)),
+        ((80.0, 80.0), (1.0, 2.0, 2.0)),
+    ],
+)
 def test_background_is_an_exact_top_hat(size_um, vox):
     img = RNG.random((5, 37, 29)).astype(np.float32) * 1000
     p = params(**{"background.size_um": size_um}).background
@@ -63,9 +79,9 @@ def test_background_removes_a_smooth_background_and_keeps_cells():
     bg = 200 + 2.0 * xx + 1.0 * yy  # a ramp
     cell, _ = ball((9, 80, 80), (4, 40, 40), 3, 500.0)
     out = remove_background((bg + cell).astype(np.float32), vox, params().background)
-    assert abs(out[4, 40, 40] - 500) < 0.05 * 500    # the cell keeps its height
+    assert abs(out[4, 40, 40] - 500) < 0.05 * 500  # the cell keeps its height
     far = out[:, :20, :20]
-    assert np.abs(far).max() < 2 * 2.0 * 15            # the ramp is removed up to the box slope
+    assert np.abs(far).max() < 2 * 2.0 * 15  # the ramp is removed up to the box slope
 
 
 def test_dog_matches_scipy_gaussians():
@@ -87,7 +103,7 @@ def test_dog_matches_scipy_gaussians():
     impulse[20] = 1
     sp = ndi.gaussian_filter1d(impulse, 1.5, radius=r)
     w = gaussian_half_kernel(1.5, 3.0)
-    assert np.allclose(sp[20:20 + r + 1], w, atol=1e-7)
+    assert np.allclose(sp[20 : 20 + r + 1], w, atol=1e-7)
 
 
 def test_dog_of_a_flat_image_is_zero_and_of_a_blob_peaks_at_its_centre():
@@ -96,7 +112,7 @@ def test_dog_of_a_flat_image_is_zero_and_of_a_blob_peaks_at_its_centre():
     assert np.abs(dog_filter(flat, vox, DogParams())).max() < 1e-3
     zz, yy, xx = np.indices((21, 41, 41))
     c = (10, 20, 21)
-    blob = 1000 * np.exp(-(((zz - c[0]) * 3) ** 2 + ((yy - c[1]) * 2) ** 2 + ((xx - c[2]) * 2) ** 2) / (2 * 5.0 ** 2))
+    blob = 1000 * np.exp(-(((zz - c[0]) * 3) ** 2 + ((yy - c[1]) * 2) ** 2 + ((xx - c[2]) * 2) ** 2) / (2 * 5.0**2))
     d = dog_filter(blob.astype(np.float32), vox, DogParams())
     assert np.unravel_index(np.argmax(d), d.shape) == c
 
@@ -134,10 +150,11 @@ def test_illumination_field_roundtrip(tmp_path):
 
 # -- maxima ----------------------------------------------------------------------------
 
+
 def test_plateau_gives_one_centre_at_its_centroid():
     f = np.zeros((9, 15, 15), np.float32)
-    f[3:6, 5:8, 6:10] = 100.0         # a 3 x 3 x 4 plateau
-    f[4, 12, 3] = 50.0                # and a single-voxel maximum
+    f[3:6, 5:8, 6:10] = 100.0  # a 3 x 3 x 4 plateau
+    f[4, 12, 3] = 50.0  # and a single-voxel maximum
     for refine in (True, False):
         mx = find_maxima(f, (1.0, 1.0, 1.0), params(**{"maxima.threshold": 10.0, "refine.enabled": refine}))
         centres = np.sort(mx.peaks + mx.deltas, axis=0)
@@ -176,8 +193,9 @@ def test_h_max_suppresses_a_shoulder_but_keeps_two_real_cells():
     assert sorted(p[2] for p in hmax.peaks) == [14, 32]
     # the suppressed shoulder's basin joins the cell that suppressed it: no mask voxel is lost
     for h in (None, 200.0):
-        p = all_filters_off(**{"maxima.threshold": 50.0, "maxima.h_max": h, "shape.threshold": 20.0,
-                               "shape.max_radius_um": 15.0})
+        p = all_filters_off(
+            **{"maxima.threshold": 50.0, "maxima.h_max": h, "shape.threshold": 20.0, "shape.max_radius_um": 15.0}
+        )
         cells = detect_cells(img, vox, p)
         assert cells["size"].sum() == (img > 20).sum()
 
@@ -187,8 +205,10 @@ def test_refinement_finds_sub_voxel_centres_of_gaussian_blobs():
     true = (7.3, 15.45, 14.8)
     vox = (3.0, 2.0, 2.0)
     s = 5.0
-    img = 1000 * np.exp(-(((zz - true[0]) * vox[0]) ** 2 + ((yy - true[1]) * vox[1]) ** 2
-                          + ((xx - true[2]) * vox[2]) ** 2) / (2 * s * s))
+    img = 1000 * np.exp(
+        -(((zz - true[0]) * vox[0]) ** 2 + ((yy - true[1]) * vox[1]) ** 2 + ((xx - true[2]) * vox[2]) ** 2)
+        / (2 * s * s)
+    )
     mx = find_maxima(img.astype(np.float32), vox, all_filters_off(**{"refine.enabled": True, "maxima.threshold": 10.0}))
     assert len(mx.peaks) == 1
     assert np.allclose(mx.peaks[0] + mx.deltas[0], true, atol=1e-3)  # exact for a Gaussian
@@ -201,13 +221,20 @@ def test_refinement_finds_sub_voxel_centres_of_gaussian_blobs():
 
 # -- shapes and measurements ----------------------------------------------------------------
 
+
 def test_shape_size_and_intensities_of_an_isolated_cell_are_exact():
     shape = (15, 31, 33)
     raw, d = ball(shape, (7, 15, 16), 5.0, 1000.0, falloff=100.0)
     raw = raw + 50.0  # background 50, cone from 1000 at the centre to 500 at radius 5
     vox = (2.0, 1.0, 1.0)
-    p = all_filters_off(**{"maxima.threshold": 100.0, "shape.threshold": 100.0, "shape.max_radius_um": 20.0,
-                           "measure.box_um": (2.0, 3.0, 3.0)})
+    p = all_filters_off(
+        **{
+            "maxima.threshold": 100.0,
+            "shape.threshold": 100.0,
+            "shape.max_radius_um": 20.0,
+            "measure.box_um": (2.0, 3.0, 3.0),
+        }
+    )
     cells = detect_cells(raw.astype(np.float32), vox, p)
     assert len(cells) == 1
     inside = raw > 100
@@ -232,7 +259,7 @@ def test_shapes_agree_with_a_flooding_watershed():
     centres = [(10, 12, 12), (10, 30, 40), (10, 30, 47.5), (6, 38, 14)]  # one touching pair
     img = np.zeros(zz.shape)
     for c in centres:
-        img += 1000 * np.exp(-((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2) / (2 * 3.0 ** 2))
+        img += 1000 * np.exp(-((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2) / (2 * 3.0**2))
     img = img.astype(np.float32)
     p = all_filters_off(**{"maxima.threshold": 100.0, "shape.threshold": 100.0, "shape.max_radius_um": 30.0})
     cells = detect_cells(img, vox, p)
@@ -260,6 +287,7 @@ def test_switched_off_steps_pass_their_input_through():
 
 # -- tables ----------------------------------------------------------------------------------
 
+
 def test_no_cells_and_empty_volumes_give_empty_tables_with_the_right_columns():
     for vol in (np.full((10, 30, 30), 120, np.uint16), np.zeros((0, 5, 5), np.uint16)):
         cells = detect_cells(vol, (4.0, 2.0, 2.0))
@@ -269,10 +297,11 @@ def test_no_cells_and_empty_volumes_give_empty_tables_with_the_right_columns():
 
 
 def test_threshold_keeps_rows_inside_every_range():
-    cells = pd.DataFrame({"z": [0.0, 1, 2, 3], "y": 0.0, "x": 0.0, "size": [5, 50, 500, 5000],
-                          "intensity_raw": [10.0, 300, np.nan, 900]})
+    cells = pd.DataFrame(
+        {"z": [0.0, 1, 2, 3], "y": 0.0, "x": 0.0, "size": [5, 50, 500, 5000], "intensity_raw": [10.0, 300, np.nan, 900]}
+    )
     out = threshold_cells(cells, {"size": (20, 1000), "intensity_raw": (None, 1000)})
-    assert out["z"].tolist() == [1.0]   # NaN never passes
+    assert out["z"].tolist() == [1.0]  # NaN never passes
     assert len(threshold_cells(cells, {})) == 4
     with pytest.raises(ConfigError, match=r"steps.threshold.ranges.brightness: no such cell column"):
         threshold_cells(cells, {"brightness": (1, None)})

@@ -11,16 +11,24 @@ from spimflow.steps.detect.synthetic import make_synthetic_cells
 MATCH_RADIUS_UM = 6.0  # about half a cell diameter (cells: Gaussian blobs, sigma 4-6 µm)
 
 
-@pytest.mark.parametrize("vox,shape", [((10.0, 5.0, 5.0), (30, 160, 160)),   # the demo's voxels
-                                       ((4.0, 2.0, 2.0), (40, 200, 200)),    # fine in-plane sampling
-                                       ((3.0, 4.0, 4.0), (60, 120, 120))])   # ClearMap-like
+@pytest.mark.parametrize(
+    "vox,shape",
+    [
+        ((10.0, 5.0, 5.0), (30, 160, 160)),  # the demo's voxels
+        ((4.0, 2.0, 2.0), (40, 200, 200)),  # fine in-plane sampling
+        ((3.0, 4.0, 4.0), (60, 120, 120)),
+    ],
+)  # ClearMap-like
 def test_precision_and_recall_with_default_parameters(vox, shape):
-    vol, truth = make_synthetic_cells(shape, vox, gradient=0.6, texture=150, background=300,
-                                      density_per_mm3=25000, seed=11)
+    vol, truth = make_synthetic_cells(
+        shape, vox, gradient=0.6, texture=150, background=300, density_per_mm3=25000, seed=11
+    )
     assert truth["pair"].sum() > 10  # some touching pairs
     cells = threshold_cells(detect_cells(vol, vox, DetectParams()), ThresholdParams().ranges)
     m = match_points(cells[["z", "y", "x"]].to_numpy(), truth[["z", "y", "x"]].to_numpy(), MATCH_RADIUS_UM, vox)
-    print(f"voxels {vox}: {len(truth)} cells, {len(cells)} detected, precision {m.precision:.3f}, recall {m.recall:.3f}")
+    print(
+        f"voxels {vox}: {len(truth)} cells, {len(cells)} detected, precision {m.precision:.3f}, recall {m.recall:.3f}"
+    )
     assert m.precision >= 0.95 and m.recall >= 0.95
     # matched centres are sub-voxel accurate in-plane
     d = (cells[["z", "y", "x"]].to_numpy()[m.pairs[:, 0]] - truth[["z", "y", "x"]].to_numpy()[m.pairs[:, 1]]) * vox

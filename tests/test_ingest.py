@@ -52,8 +52,16 @@ def test_ingest_pattern_end_to_end(tmp_path):
     src = PatternSource(format="pattern", path=r"planes/Z\d{4}.tif")
     out = tmp_path / "raw" / "signal.ome.zarr"
     with open_source(src, tmp_path) as reader:
-        ingest_channel(reader, out, VOXEL, chunks=(8, 32, 32), n_levels=3, name="signal",
-                       source=src.model_dump(mode="json"), orientation="ipl")
+        ingest_channel(
+            reader,
+            out,
+            VOXEL,
+            chunks=(8, 32, 32),
+            n_levels=3,
+            name="signal",
+            source=src.model_dump(mode="json"),
+            orientation="ipl",
+        )
     g = zarr.open_group(str(out), mode="r")
     ms = g.attrs["ome"]["multiscales"][0]
     assert [a["name"] for a in ms["axes"]] == ["z", "y", "x"]
@@ -105,7 +113,7 @@ class CountingReader(VolumeReader):
         self.largest = max(self.largest, (z[1] - z[0]) * (y[1] - y[0]) * (x[1] - x[0]))
         if self.fail_at is not None and z[0] <= self.fail_at < z[1]:
             raise InputFileError(f"plane {self.fail_at} is corrupt")
-        return self.vol[z[0]:z[1], y[0]:y[1], x[0]:x[1]]
+        return self.vol[z[0] : z[1], y[0] : y[1], x[0] : x[1]]
 
 
 def test_ingest_reads_one_slab_at_a_time(tmp_path):
@@ -148,10 +156,18 @@ def test_voxel_size_mismatch():
 
 def make_smk(tmp_path: Path, channel: dict, out: Path, chunks=(8, 32, 32), levels=2) -> SimpleNamespace:
     return SimpleNamespace(
-        input=[], output=[str(out)], log=[], threads=1, rule="ingest",
+        input=[],
+        output=[str(out)],
+        log=[],
+        threads=1,
+        rule="ingest",
         wildcards=SimpleNamespace(channel="signal"),
-        params=SimpleNamespace(task="ingest", channel=channel,
-                               ingest=IngestParams(chunks=chunks, pyramid_levels=levels).model_dump(mode="json")))
+        params=SimpleNamespace(
+            task="ingest",
+            channel=channel,
+            ingest=IngestParams(chunks=chunks, pyramid_levels=levels).model_dump(mode="json"),
+        ),
+    )
 
 
 def test_task_run_with_a_snakemake_like_object(tmp_path, monkeypatch, caplog):
@@ -159,8 +175,9 @@ def test_task_run_with_a_snakemake_like_object(tmp_path, monkeypatch, caplog):
     img = sitk.GetImageFromArray(VOL)
     img.SetSpacing((3.0, 3.0, 9.0))  # header (x, y, z) = (3, 3, 9): disagrees with config (6, 2, 2)
     sitk.WriteImage(img, str(tmp_path / "vol.nrrd"))
-    channel = Channel(source={"format": "nrrd", "path": "vol.nrrd"}, voxel_size=VOXEL, orientation=[1, -2, 3],
-                      crop={"z": [0, 30]})
+    channel = Channel(
+        source={"format": "nrrd", "path": "vol.nrrd"}, voxel_size=VOXEL, orientation=[1, -2, 3], crop={"z": [0, 30]}
+    )
     monkeypatch.chdir(tmp_path)
     out = Path("results/s1/raw/signal.ome.zarr")
     with caplog.at_level(logging.WARNING):

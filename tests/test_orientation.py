@@ -25,9 +25,11 @@ def all_codes():
 
 def all_signed_perms():
     """All 48 ClearMap signed permutations (x, y, z order)."""
-    return [tuple(s * a for s, a in zip(signs, perm))
-            for perm in itertools.permutations([1, 2, 3])
-            for signs in itertools.product([1, -1], repeat=3)]
+    return [
+        tuple(s * a for s, a in zip(signs, perm))
+        for perm in itertools.permutations([1, 2, 3])
+        for signs in itertools.product([1, -1], repeat=3)
+    ]
 
 
 def anatomical_positions(code, shape):
@@ -111,9 +113,11 @@ def test_both_notations_agree(atlas, sample_code):
     """The ClearMap permutation that reproduces a BrainGlobe-declared sample is the same
     Orientation as the code: found by search over all 48, not by formula."""
     sample = volume_in_code(atlas, "asr", sample_code)
-    matches = [p for p in all_signed_perms()
-               if volume_in_clearmap(atlas, p).shape == sample.shape
-               and np.array_equal(volume_in_clearmap(atlas, p), sample)]
+    matches = [
+        p
+        for p in all_signed_perms()
+        if volume_in_clearmap(atlas, p).shape == sample.shape and np.array_equal(volume_in_clearmap(atlas, p), sample)
+    ]
     assert len(matches) == 1
     assert Orientation.from_clearmap(matches[0]) == Orientation.resolve(sample_code, "asr")
 

@@ -18,8 +18,16 @@ import SimpleITK as sitk
 import tifffile
 import zarr
 
-from spimflow.config import (Crop, FolderSource, ImarisSource, MhdSource, NrrdSource, PatternSource,
-                             TiffSource, ZarrSource)
+from spimflow.config import (
+    Crop,
+    FolderSource,
+    ImarisSource,
+    MhdSource,
+    NrrdSource,
+    PatternSource,
+    TiffSource,
+    ZarrSource,
+)
 from spimflow.errors import InputFileError
 from spimflow.io.ims_reader import ims_attr
 from spimflow.io.omezarr import write_ome_zarr
@@ -39,6 +47,7 @@ VOL = make_volume()
 
 
 # -- writers for each format (what real instruments and tools produce) ---------------------
+
 
 def write_tiff(d: Path, **kw) -> TiffSource:
     tifffile.imwrite(d / "stack.tif", VOL, **kw)
@@ -64,13 +73,14 @@ def write_folder(d: Path) -> FolderSource:
 
 def write_itk(d: Path, name: str, compress: bool = False) -> Path:
     img = sitk.GetImageFromArray(VOL)  # numpy (z, y, x) -> ITK (x, y, z)
-    img.SetSpacing(VOXEL[::-1])       # ITK spacing is (x, y, z)
+    img.SetSpacing(VOXEL[::-1])  # ITK spacing is (x, y, z)
     sitk.WriteImage(img, str(d / name), compress)
     return Path(name)
 
 
 def write_ims(d: Path, pad: tuple[int, int, int] = (1, 7, 3)) -> ImarisSource:
     """Imaris 5.5 layout: chunk-padded Data and sizes as arrays of single characters."""
+
     def chars(v) -> np.ndarray:
         return np.array(list(str(v)), dtype="S1")
 
@@ -86,7 +96,7 @@ def write_ims(d: Path, pad: tuple[int, int, int] = (1, 7, 3)) -> ImarisSource:
             for c in range(2):
                 g = f.create_group(f"DataSet/ResolutionLevel {r}/TimePoint 0/Channel {c}")
                 padded = np.full(tuple(s + p for s, p in zip(vol.shape, pad)), 60000, np.uint16)
-                padded[:vol.shape[0], :vol.shape[1], :vol.shape[2]] = vol + c
+                padded[: vol.shape[0], : vol.shape[1], : vol.shape[2]] = vol + c
                 g.create_dataset("Data", data=padded, chunks=(2, 8, 16), compression="gzip")
                 for a, n in zip("ZYX", vol.shape):
                     g.attrs[f"ImageSize{a}"] = chars(n)
@@ -94,8 +104,13 @@ def write_ims(d: Path, pad: tuple[int, int, int] = (1, 7, 3)) -> ImarisSource:
 
 
 def write_zarr_array(d: Path, zarr_format: int) -> ZarrSource:
-    arr = zarr.create_array(str(d / f"v{zarr_format}.zarr"), shape=SHAPE, dtype=">u2" if zarr_format == 2 else "u2",
-                            chunks=(2, 16, 16), zarr_format=zarr_format)
+    arr = zarr.create_array(
+        str(d / f"v{zarr_format}.zarr"),
+        shape=SHAPE,
+        dtype=">u2" if zarr_format == 2 else "u2",
+        chunks=(2, 16, 16),
+        zarr_format=zarr_format,
+    )
     arr[...] = VOL
     return ZarrSource(format="zarr", path=f"v{zarr_format}.zarr")
 
@@ -105,13 +120,19 @@ def write_ome_v2(d: Path) -> ZarrSource:
     g = zarr.open_group(str(d / "img04.ome.zarr"), mode="w", zarr_format=2)
     a = g.create_array("s0", shape=(1, 1) + SHAPE, dtype="u2", chunks=(1, 1, 3, 16, 16))
     a[...] = VOL[None, None]
-    g.attrs["multiscales"] = [{
-        "version": "0.4",
-        "axes": [{"name": "t", "type": "time"}, {"name": "c", "type": "channel"}] +
-                [{"name": n, "type": "space", "unit": "millimeter"} for n in "zyx"],
-        "datasets": [{"path": "s0", "coordinateTransformations": [
-            {"type": "scale", "scale": [1.0, 1.0] + [v / 1000 for v in VOXEL]}]}],
-    }]
+    g.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "axes": [{"name": "t", "type": "time"}, {"name": "c", "type": "channel"}]
+            + [{"name": n, "type": "space", "unit": "millimeter"} for n in "zyx"],
+            "datasets": [
+                {
+                    "path": "s0",
+                    "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0] + [v / 1000 for v in VOXEL]}],
+                }
+            ],
+        }
+    ]
     return ZarrSource(format="zarr", path="img04.ome.zarr")
 
 
@@ -137,8 +158,20 @@ def data(tmp_path_factory) -> tuple[Path, dict]:
     return d, sources
 
 
-ALL = ["tiff", "tiff_zlib", "pattern", "folder", "nrrd", "nrrd_gzip", "mhd", "ims", "zarr_v2", "zarr_v3",
-       "ome_zarr_v3", "ome_zarr_v2"]
+ALL = [
+    "tiff",
+    "tiff_zlib",
+    "pattern",
+    "folder",
+    "nrrd",
+    "nrrd_gzip",
+    "mhd",
+    "ims",
+    "zarr_v2",
+    "zarr_v3",
+    "ome_zarr_v3",
+    "ome_zarr_v2",
+]
 WITH_VOXEL = ["nrrd", "nrrd_gzip", "mhd", "ims", "ome_zarr_v3", "ome_zarr_v2"]
 
 
@@ -187,10 +220,18 @@ def test_file_voxel_size_is_reported_in_zyx_order(data, kind):
 
 
 def test_ome_tiff_and_imagej_voxel_size(tmp_path):
-    tifffile.imwrite(tmp_path / "a.ome.tif", VOL, metadata={
-        "axes": "ZYX", "PhysicalSizeZ": VOXEL[0], "PhysicalSizeY": VOXEL[1], "PhysicalSizeX": VOXEL[2]})
-    tifffile.imwrite(tmp_path / "ij.tif", VOL, imagej=True, resolution=(1 / VOXEL[2], 1 / VOXEL[1]),
-                     metadata={"spacing": VOXEL[0], "unit": "um", "axes": "ZYX"})
+    tifffile.imwrite(
+        tmp_path / "a.ome.tif",
+        VOL,
+        metadata={"axes": "ZYX", "PhysicalSizeZ": VOXEL[0], "PhysicalSizeY": VOXEL[1], "PhysicalSizeX": VOXEL[2]},
+    )
+    tifffile.imwrite(
+        tmp_path / "ij.tif",
+        VOL,
+        imagej=True,
+        resolution=(1 / VOXEL[2], 1 / VOXEL[1]),
+        metadata={"spacing": VOXEL[0], "unit": "um", "axes": "ZYX"},
+    )
     for name in ("a.ome.tif", "ij.tif"):
         with open_source(TiffSource(format="tiff", path=name), tmp_path) as r:
             np.testing.assert_array_equal(r.read(0, 7), VOL)
@@ -234,8 +275,12 @@ def test_ims_attr_decodes_single_char_arrays():
 
 
 def test_natural_order_and_explicit_z_group(tmp_path):
-    assert sorted(["Z10.tif", "Z9.tif", "z100.tif", "Z1.tif"], key=natural_key) == \
-        ["Z1.tif", "Z9.tif", "Z10.tif", "z100.tif"]
+    assert sorted(["Z10.tif", "Z9.tif", "z100.tif", "Z1.tif"], key=natural_key) == [
+        "Z1.tif",
+        "Z9.tif",
+        "Z10.tif",
+        "z100.tif",
+    ]
     for z in (0, 1, 2, 10):
         (tmp_path / f"img_z{z}_c01.tif").write_bytes(b"")
     files = list_pattern_files(r"img_z(?P<z>\d+)_c01\.tif", tmp_path)
@@ -244,10 +289,16 @@ def test_natural_order_and_explicit_z_group(tmp_path):
 
 # -- bad input ------------------------------------------------------------------------------------
 
+
 def test_missing_files_name_the_path(tmp_path):
-    cases = [TiffSource(format="tiff", path="nope.tif"), NrrdSource(format="nrrd", path="nope.nrrd"),
-             MhdSource(format="mhd", path="nope.mhd"), ImarisSource(format="ims", path="nope.ims"),
-             ZarrSource(format="zarr", path="nope.zarr"), FolderSource(format="folder", path="nodir")]
+    cases = [
+        TiffSource(format="tiff", path="nope.tif"),
+        NrrdSource(format="nrrd", path="nope.nrrd"),
+        MhdSource(format="mhd", path="nope.mhd"),
+        ImarisSource(format="ims", path="nope.ims"),
+        ZarrSource(format="zarr", path="nope.zarr"),
+        FolderSource(format="folder", path="nodir"),
+    ]
     for src in cases:
         with pytest.raises(InputFileError, match=str(Path(src.path).name).replace(".", r"\.")):
             open_source(src, tmp_path)
@@ -317,9 +368,13 @@ def test_garbage_files_are_input_file_errors(tmp_path):
     (tmp_path / "x.tif").write_bytes(os.urandom(2000))
     (tmp_path / "x.zarr").mkdir()
     (tmp_path / "x.zarr" / "zarr.json").write_text("{not json")
-    for src in [NrrdSource(format="nrrd", path="x.nrrd"), MhdSource(format="mhd", path="x.mhd"),
-                ImarisSource(format="ims", path="x.ims"), TiffSource(format="tiff", path="x.tif"),
-                ZarrSource(format="zarr", path="x.zarr")]:
+    for src in [
+        NrrdSource(format="nrrd", path="x.nrrd"),
+        MhdSource(format="mhd", path="x.mhd"),
+        ImarisSource(format="ims", path="x.ims"),
+        TiffSource(format="tiff", path="x.tif"),
+        ZarrSource(format="zarr", path="x.zarr"),
+    ]:
         with pytest.raises(InputFileError, match=str(src.path).replace(".", r"\.")):
             open_source(src, tmp_path)
 
@@ -341,21 +396,28 @@ def test_truncated_nrrd_mhd_and_gzip_nrrd(tmp_path):
 
 
 def _nhdr(extra: str) -> str:
-    return ("NRRD0004\n# comment\ntype: unsigned short\ndimension: 3\nsizes: 45 33 7\n"
-            "my key:=some value\n" + extra)
+    return "NRRD0004\n# comment\ntype: unsigned short\ndimension: 3\nsizes: 45 33 7\nmy key:=some value\n" + extra
 
 
 NHDR_CASES = {
     # detached gzip data, big endian, spacings field
-    "gzip": (_nhdr("endian: big\nencoding: gzip\nspacings: 2.5 1.5 4\ndata file: d.raw.gz\n"),
-             gzip.compress(VOL.astype(">u2").tobytes())),
+    "gzip": (
+        _nhdr("endian: big\nencoding: gzip\nspacings: 2.5 1.5 4\ndata file: d.raw.gz\n"),
+        gzip.compress(VOL.astype(">u2").tobytes()),
+    ),
     # detached raw data at the end of a file with a junk prefix (byte skip -1), space directions
-    "raw_skip": (_nhdr("endian: little\nencoding: raw\nspace: left-posterior-superior\n"
-                       "space directions: (0,2.5,0) (1.5,0,0) (0,0,-4)\nbyte skip: -1\ndata file: d.raw.gz\n"),
-                 b"junk header of another tool\n" + VOL.astype("<u2").tobytes()),
+    "raw_skip": (
+        _nhdr(
+            "endian: little\nencoding: raw\nspace: left-posterior-superior\n"
+            "space directions: (0,2.5,0) (1.5,0,0) (0,0,-4)\nbyte skip: -1\ndata file: d.raw.gz\n"
+        ),
+        b"junk header of another tool\n" + VOL.astype("<u2").tobytes(),
+    ),
     # ascii encoding (read whole through SimpleITK), two lines to skip first
-    "ascii": (_nhdr("encoding: ascii\nspacings: 2.5 1.5 4\nline skip: 2\ndata file: d.raw.gz\n"),
-              b"skip me\nand me\n" + " ".join(map(str, VOL.ravel())).encode() + b"\n"),
+    "ascii": (
+        _nhdr("encoding: ascii\nspacings: 2.5 1.5 4\nline skip: 2\ndata file: d.raw.gz\n"),
+        b"skip me\nand me\n" + " ".join(map(str, VOL.ravel())).encode() + b"\n",
+    ),
 }
 
 
@@ -427,14 +489,17 @@ def test_reading_one_plane_allocates_about_one_plane(tmp_path, kind):
 
 # -- real files written by another tool (ClearMap's synthetic test stack) --------------------------
 
+
 @pytest.mark.shared
 def test_clearmap_planes_read_as_pattern_and_folder(shared_data):
     planes = shared_data / "clearmap_synthetic" / "planes"
     files = sorted(planes.glob("test_iDISCO_*.tif"))
     expected = np.stack([tifffile.imread(f) for f in files])
     assert expected.shape == (40, 160, 180)
-    for src in (PatternSource(format="pattern", path=r"planes/test_iDISCO_\d{3}.tif"),
-                FolderSource(format="folder", path="planes")):
+    for src in (
+        PatternSource(format="pattern", path=r"planes/test_iDISCO_\d{3}.tif"),
+        FolderSource(format="folder", path="planes"),
+    ):
         with open_source(src, base_dir=planes.parent, crop=Crop(z=(2, 38), x=(100, 160))) as r:
             assert r.shape == (36, 160, 60) and r.dtype == expected.dtype
             np.testing.assert_array_equal(r.read(0, 36), expected[2:38, :, 100:160])

@@ -11,17 +11,30 @@ import pytest
 from conftest import run_snakemake
 
 from spimflow.errors import ConfigError, OrientationError
-from spimflow.orientation import Orientation
+from spimflow.orientation import Orientation, compose, orientation_code
 from spimflow.params.register import ElastixStage, RegisterParams
-from spimflow.steps.register import (GuardContext, all_relative_orientations, compose, extent_guard,
-                                     matching_permutations, orientation_code, parameter_maps, stage_map)
+from spimflow.steps.elastix import parameter_maps, stage_map
+from spimflow.steps.orientation_guard import (
+    Candidate,
+    GuardContext,
+    all_relative_orientations,
+    extent_guard,
+    matching_permutations,
+    prefer_configured_left_right,
+)
+from spimflow.steps.register import RegistrationRejected, register_to_atlas
+from spimflow.tasks.register import rejected_qc
 
 REPO = Path(__file__).resolve().parents[1]
-CODES = ["".join(p[s] for p, s in zip(pairs, signs))
-         for pairs in itertools.permutations(["ap", "si", "lr"]) for signs in itertools.product([0, 1], repeat=3)]
+CODES = [
+    "".join(p[s] for p, s in zip(pairs, signs))
+    for pairs in itertools.permutations(["ap", "si", "lr"])
+    for signs in itertools.product([0, 1], repeat=3)
+]
 
 
 # -- pure helpers --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("atlas_code", ["asr", "lpi"])
 def test_orientation_code_inverts_from_codes(atlas_code):
@@ -45,8 +58,6 @@ def test_matching_permutations_finds_the_swap():
 
 
 def test_left_right_ties_keep_the_configured_side():
-    from spimflow.steps.register import Candidate, prefer_configured_left_right
-
     cur = Orientation.from_codes("spl", "asr")
     c = lambda code, s: Candidate(Orientation.from_codes(code, "asr"), code, s)  # noqa: E731
     ranked = prefer_configured_left_right([c("ipr", 0.90), c("ipl", 0.89), c("spl", 0.6)], cur, "asr")
@@ -57,8 +68,12 @@ def test_left_right_ties_keep_the_configured_side():
 
 
 def test_stage_maps_carry_config_and_extra_keys():
-    st = ElastixStage(resolutions=3, iterations=123, spatial_samples=999, extra={"NumberOfHistogramBins": 64,
-                                                                                 "UseRandomSampleRegion": True})
+    st = ElastixStage(
+        resolutions=3,
+        iterations=123,
+        spatial_samples=999,
+        extra={"NumberOfHistogramBins": 64, "UseRandomSampleRegion": True},
+    )
     m = stage_map("bspline", st, 300.0)
     assert m["Transform"] == ["BSplineTransform"] and m["MaximumNumberOfIterations"] == ["123"]
     assert m["NumberOfResolutions"] == ["3"] and m["NumberOfSpatialSamples"] == ["999"]
@@ -69,12 +84,19 @@ def test_stage_maps_carry_config_and_extra_keys():
 
 
 def test_user_parameter_files(tmp_path):
-    (tmp_path / "a.txt").write_text('// my affine\n(Transform "AffineTransform")\n(MaximumNumberOfIterations 7)\n'
-                                    '(Metric "AdvancedMattesMutualInformation") // trailing comment\n')
+    (tmp_path / "a.txt").write_text(
+        '// my affine\n(Transform "AffineTransform")\n(MaximumNumberOfIterations 7)\n'
+        '(Metric "AdvancedMattesMutualInformation") // trailing comment\n'
+    )
     p = RegisterParams(parameter_files=[Path("a.txt")])
     maps = parameter_maps(p, tmp_path)
-    assert maps == [{"Transform": ["AffineTransform"], "MaximumNumberOfIterations": ["7"],
-                     "Metric": ["AdvancedMattesMutualInformation"]}]
+    assert maps == [
+        {
+            "Transform": ["AffineTransform"],
+            "MaximumNumberOfIterations": ["7"],
+            "Metric": ["AdvancedMattesMutualInformation"],
+        }
+    ]
     with pytest.raises(ConfigError, match="parameter_files.*missing.txt"):
         parameter_maps(RegisterParams(parameter_files=[Path("missing.txt")]), tmp_path)
     with pytest.raises(ConfigError, match="enable at least one stage"):
@@ -100,7 +122,7 @@ def ellipsoid_atlas(shape=(36, 24, 32)):
     """A small brain-like atlas: an ellipsoid split into 4 labelled quadrants with distinct
     intensities, plus a bright asymmetric blob."""
     g = (np.indices(shape).T - (np.array(shape) - 1) / 2).T / (np.array(shape)[:, None, None, None] * 0.42)
-    inside = (g ** 2).sum(0) < 1
+    inside = (g**2).sum(0) < 1
     lab = np.where(inside, 1 + (g[0] > 0) + 2 * (g[1] > 0), 0).astype(np.int32)
     ref = np.array([0.0, 0.4, 0.7, 0.55, 0.9], np.float32)[lab]
     ref[(((g - np.array([-0.4, -0.3, 0.2])[:, None, None, None]) ** 2).sum(0) < 0.06)] = 1.5
@@ -109,23 +131,26 @@ def ellipsoid_atlas(shape=(36, 24, 32)):
 
 def test_similarity_guard_stops_with_ranking_and_failure_pictures(tmp_path):
     """A registration judged too poor (limit set above what any fit reaches) stops with the
-    measured NCC, the ranking and QC pictures of the failed attempt in the log folder."""
+    measured NCC and the ranking; the task draws QC pictures of the rejected attempt."""
     from scipy import ndimage
-
-    from spimflow.steps.register import register_to_atlas
 
     lab, ref = ellipsoid_atlas()
     sample = ndimage.shift(ref, (1.0, -0.5, 0.5), order=1) + 0.05 * np.random.default_rng(0).random(ref.shape)
     stage = ElastixStage(resolutions=2, iterations=100, spatial_samples=1000)
-    params = RegisterParams(affine=stage, bspline=ElastixStage(enabled=False), orientation_check=False,
-                            min_similarity=0.999)
+    params = RegisterParams(
+        affine=stage, bspline=ElastixStage(enabled=False), orientation_check=False, min_similarity=0.999
+    )
     ctx = GuardContext(Orientation.from_codes("asr", "asr"), "asr", "channels.autofluorescence.orientation", "asr", 2)
-    with pytest.raises(OrientationError) as exc:
-        register_to_atlas(sample.astype(np.float32), ref, lab, (25.0, 25.0, 25.0), params, ctx, log_dir=tmp_path)
+    with pytest.raises(RegistrationRejected) as exc:
+        register_to_atlas(sample.astype(np.float32), ref, lab, (25.0, 25.0, 25.0), params, ctx)
+    assert isinstance(exc.value, OrientationError)
     msg = str(exc.value)
     assert "min_similarity = 0.999" in msg and "<- configured" in msg
     assert "The configured orientation ranks best" in msg  # the sample is not mis-oriented
+    assert not list(tmp_path.iterdir())  # the pure step wrote nothing
+    line = rejected_qc(exc.value.registration, sample, (25.0, 25.0, 25.0), "asr", tmp_path)
     assert all((tmp_path / f"register_failed_qc_{a}.png").is_file() for a in range(3))
+    assert "register_failed_qc_0.png" in line
 
 
 def test_qc_pngs_show_boundaries(tmp_path):
@@ -151,6 +176,7 @@ def test_qc_pngs_show_boundaries(tmp_path):
 
 # -- the demo brain through the real Snakemake rules (registered once) -------------------------------
 
+
 @pytest.fixture(scope="module")
 def demo_run(demo_workflow):
     """Demo data → ingest → resample → register (→ detection …): the session's one real
@@ -175,8 +201,10 @@ def test_demo_dice_against_true_annotation(demo_run):
     scores = {k: dice(warped == k, truth == k) for k in ids}
     sizes = {k: int((truth == k).sum()) for k in ids}
     largest = sorted(ids, key=lambda k: -sizes[k])[:3]
-    print(f"Dice over {len(ids)} regions: mean {np.mean(list(scores.values())):.3f}, min {min(scores.values()):.3f}; "
-          f"largest {[(k, round(scores[k], 3)) for k in largest]}")
+    print(
+        f"Dice over {len(ids)} regions: mean {np.mean(list(scores.values())):.3f}, min {min(scores.values()):.3f}; "
+        f"largest {[(k, round(scores[k], 3)) for k in largest]}"
+    )
     assert np.mean(list(scores.values())) >= 0.85
     assert all(scores[k] >= 0.9 for k in largest)
     assert dice(warped > 0, truth > 0) >= 0.95
@@ -192,8 +220,10 @@ def test_demo_true_cells_map_into_the_atlas(demo_run):
     cells = pd.read_csv(work / "resources/demo/truth/cells.csv")
     est = T.sample_to_atlas(cells[["z", "y", "x"]].to_numpy(float), "signal")
     err = np.linalg.norm(est - cells[["az", "ay", "ax"]].to_numpy(float), axis=1)
-    print(f"{len(cells)} true cells: point error mean {err.mean():.3f}, median {np.median(err):.3f}, "
-          f"p95 {np.percentile(err, 95):.3f} atlas voxels")
+    print(
+        f"{len(cells)} true cells: point error mean {err.mean():.3f}, median {np.median(err):.3f}, "
+        f"p95 {np.percentile(err, 95):.3f} atlas voxels"
+    )
     assert len(cells) > 100
     assert err.mean() < 1.0
 
@@ -233,8 +263,10 @@ def test_demo_outputs_and_timing(demo_run):
     for a in range(3):
         assert Image.open(reg / f"qc_{a}.png").size[0] >= 300
     secs = meta["seconds"]
-    print(f"demo: snakemake wall {wall:.0f} s; registration task {secs['task']:.1f} s (itk load {secs['itk_load']:.1f}, "
-          f"guard {secs['guard_before']:.1f}, elastix {secs['atlas_registration']:.1f}, warp {secs['warp']:.1f})")
+    print(
+        f"demo: snakemake wall {wall:.0f} s; registration task {secs['task']:.1f} s (itk load {secs['itk_load']:.1f}, "
+        f"guard {secs['guard_before']:.1f}, elastix {secs['atlas_registration']:.1f}, warp {secs['warp']:.1f})"
+    )
     assert secs["task"] < 180  # "a couple of minutes on 2 cores"
     # the resampled autofluorescence carries its grid
     from spimflow.io.omezarr import open_ome_zarr
@@ -243,10 +275,13 @@ def test_demo_outputs_and_timing(demo_run):
     assert img.attrs["spimflow"]["resample"]["shape"] == list(img.shape)
 
 
-@pytest.mark.parametrize("wrong, expect", [
-    ("spl", "Likely fix: set channels.autofluorescence.orientation and channels.signal.orientation to 'ipl'"),
-    ("pil", "does not have the atlas's shape"),
-])
+@pytest.mark.parametrize(
+    "wrong, expect",
+    [
+        ("spl", "Likely fix: set channels.autofluorescence.orientation and channels.signal.orientation to 'ipl'"),
+        ("pil", "does not have the atlas's shape"),
+    ],
+)
 def test_demo_wrong_orientation_is_caught(demo_run, wrong, expect):
     """The same demo data declared with a wrong orientation: the register rule stops with a
     message naming the key and the fix; no registration output is left behind."""
@@ -262,7 +297,7 @@ def test_demo_wrong_orientation_is_caught(demo_run, wrong, expect):
     res = run_snakemake(work, path, f"results/wrong_{wrong}/registration/registration.json")
     assert res.returncode != 0
     log = (work / f"results/wrong_{wrong}/logs/register.log").read_text()
-    print(log[log.find("orientation guard"):][:1500])
+    print(log[log.find("orientation guard") :][:1500])
     assert "orientation guard" in log and expect in log
     assert not (work / f"results/wrong_{wrong}/registration/registration.json").exists()
 
@@ -273,35 +308,60 @@ def test_user_parameter_files_and_channel_correction_run(tmp_path):
     back into a transform that puts signal cells where the autofluorescence shows them."""
     from scipy import ndimage
 
-    from spimflow.steps.register import register_to_atlas
-    from spimflow.steps.resample import ResampleGrid
+    from spimflow.geometry import ResampleGrid
     from spimflow.transforms import ElastixChain, SampleAtlasTransform
 
-    (tmp_path / "affine.txt").write_text("\n".join([
-        '(Transform "AffineTransform")', '(Registration "MultiResolutionRegistration")',
-        '(Metric "AdvancedNormalizedCorrelation")', '(Optimizer "AdaptiveStochasticGradientDescent")',
-        '(NumberOfResolutions 2)', '(MaximumNumberOfIterations 150)', '(NumberOfSpatialSamples 1500)',
-        '(ImageSampler "RandomCoordinate")', '(NewSamplesEveryIteration "true")',
-        '(AutomaticTransformInitialization "true")', '(AutomaticScalesEstimation "true")',
-        '(FixedImagePyramid "FixedSmoothingImagePyramid")', '(MovingImagePyramid "MovingSmoothingImagePyramid")',
-        '(Interpolator "LinearInterpolator")', '(ResampleInterpolator "FinalLinearInterpolator")',
-        '(Resampler "DefaultResampler")', '(WriteResultImage "true")']) + "\n")
+    (tmp_path / "affine.txt").write_text(
+        "\n".join(
+            [
+                '(Transform "AffineTransform")',
+                '(Registration "MultiResolutionRegistration")',
+                '(Metric "AdvancedNormalizedCorrelation")',
+                '(Optimizer "AdaptiveStochasticGradientDescent")',
+                "(NumberOfResolutions 2)",
+                "(MaximumNumberOfIterations 150)",
+                "(NumberOfSpatialSamples 1500)",
+                '(ImageSampler "RandomCoordinate")',
+                '(NewSamplesEveryIteration "true")',
+                '(AutomaticTransformInitialization "true")',
+                '(AutomaticScalesEstimation "true")',
+                '(FixedImagePyramid "FixedSmoothingImagePyramid")',
+                '(MovingImagePyramid "MovingSmoothingImagePyramid")',
+                '(Interpolator "LinearInterpolator")',
+                '(ResampleInterpolator "FinalLinearInterpolator")',
+                '(Resampler "DefaultResampler")',
+                '(WriteResultImage "true")',
+            ]
+        )
+        + "\n"
+    )
     lab, ref = ellipsoid_atlas()
     sample = ndimage.shift(ref, (1.0, -0.5, 0.5), order=1)
     d = np.array([1.0, 0.0, -1.5])
     signal = ndimage.shift(sample, d, order=1) * 2.0
-    params = RegisterParams(parameter_files=[Path("affine.txt")], orientation_check=False, channel_correction=True,
-                            correction=ElastixStage(resolutions=2, iterations=150, spatial_samples=1500,
-                                                    metric="AdvancedNormalizedCorrelation"))
+    params = RegisterParams(
+        parameter_files=[Path("affine.txt")],
+        orientation_check=False,
+        channel_correction=True,
+        correction=ElastixStage(
+            resolutions=2, iterations=150, spatial_samples=1500, metric="AdvancedNormalizedCorrelation"
+        ),
+    )
     ctx = GuardContext(Orientation(), "asr", "channels.autofluorescence.orientation", "asr", 2)
     vs = (25.0, 25.0, 25.0)
-    reg = register_to_atlas(sample.astype(np.float32), ref, lab, vs, params, ctx, signal=signal.astype(np.float32),
-                            base=tmp_path)
+    reg = register_to_atlas(
+        sample.astype(np.float32), ref, lab, vs, params, ctx, signal=signal.astype(np.float32), base=tmp_path
+    )
     assert [m["Transform"] for m in reg.atlas_maps] == [["AffineTransform"]]  # the file replaced affine+B-spline
     assert reg.similarity_after > 0.9
     grid = ResampleGrid(sample.shape, vs, Orientation(), vs)
-    T = SampleAtlasTransform(vs, lab.shape, {"autofluorescence": grid, "signal": grid},
-                             ElastixChain.from_maps(reg.atlas_maps), {"signal": ElastixChain.from_maps(reg.correction_maps)})
+    T = SampleAtlasTransform(
+        vs,
+        lab.shape,
+        {"autofluorescence": grid, "signal": grid},
+        ElastixChain.from_maps(reg.atlas_maps),
+        {"signal": ElastixChain.from_maps(reg.correction_maps)},
+    )
     T.save(tmp_path / "reg")
     meta = json.loads((tmp_path / "reg" / "registration.json").read_text())
     assert meta["channel_correction"] == {"signal": ["correction_signal.0.txt"]}
@@ -320,10 +380,14 @@ def test_channel_correction_wires_the_signal_into_the_register_rule(tmp_path):
     cfg = yaml.safe_load((REPO / "config" / "sample.yaml").read_text())
     cfg.setdefault("steps", {})["registration"] = {"channel_correction": True}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    out = run_snakemake(tmp_path, tmp_path / "c.yaml", "results/demo/registration/registration.json", "-n", "-p",
-                        timeout=120)
+    out = run_snakemake(
+        tmp_path, tmp_path / "c.yaml", "results/demo/registration/registration.json", "-n", "-p", timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     text = out.stdout + out.stderr
-    block = text[text.find("rule register:"):]
-    block = block[:block.find("\n\n")]
-    assert "results/demo/resampled/signal.ome.zarr" in block and "results/demo/resampled/autofluorescence.ome.zarr" in block
+    block = text[text.find("rule register:") :]
+    block = block[: block.find("\n\n")]
+    assert (
+        "results/demo/resampled/signal.ome.zarr" in block
+        and "results/demo/resampled/autofluorescence.ome.zarr" in block
+    )

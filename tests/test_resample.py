@@ -6,13 +6,15 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from spimflow.io.omezarr import create_ome_zarr, build_pyramid, open_ome_zarr
+from spimflow.geometry import ResampleGrid
+from spimflow.io.omezarr import build_pyramid, create_ome_zarr, open_ome_zarr
 from spimflow.orientation import Orientation
 from spimflow.params.resample import ResampleParams
-from spimflow.steps.resample import ResampleGrid, resample_image, resampled_to_raw_planes
+from spimflow.steps.resample import resample_image, resampled_to_raw_planes
 
-ALL_48 = [Orientation(p, f) for p in itertools.permutations(range(3))
-          for f in itertools.product([False, True], repeat=3)]
+ALL_48 = [
+    Orientation(p, f) for p in itertools.permutations(range(3)) for f in itertools.product([False, True], repeat=3)
+]
 
 
 class CountingArray:
@@ -80,8 +82,9 @@ def test_all_48_images_and_points_share_one_mapping(orient):
     np.testing.assert_allclose(grid.resampled_to_sample(grid.sample_to_resampled(pts)), pts, atol=1e-9)
     # and back onto raw planes at the same positions (upsampling, exact for a ramp)
     back = resampled_to_raw_planes(out, grid, 0, shape[0])
-    inside = np.all(grid.sample_to_resampled(np.indices(shape).reshape(3, -1).T)
-                    <= np.array(grid.shape) - 1 + 1e-9, axis=1).reshape(shape)
+    inside = np.all(
+        grid.sample_to_resampled(np.indices(shape).reshape(3, -1).T) <= np.array(grid.shape) - 1 + 1e-9, axis=1
+    ).reshape(shape)
     np.testing.assert_allclose(back[inside], raw[inside], atol=1e-3)
 
 
@@ -90,7 +93,10 @@ def test_physical_position_is_preserved():
     hand for the demo orientation 'ipl' -> 'asr' (all three axes flipped, z<->y swapped)."""
     shape, vs = (40, 90, 70), (10.0, 5.0, 5.0)
     c = np.array([12.0, 31.0, 50.0])  # raw voxel (z, y, x)
-    raw = np.exp(-((np.indices(shape) - c[:, None, None, None]) ** 2 * (np.array(vs) ** 2)[:, None, None, None]).sum(0) / (2 * 15.0 ** 2))
+    raw = np.exp(
+        -((np.indices(shape) - c[:, None, None, None]) ** 2 * (np.array(vs) ** 2)[:, None, None, None]).sum(0)
+        / (2 * 15.0**2)
+    )
     grid = ResampleGrid(shape, vs, Orientation.from_codes("ipl", "asr"), (25.0, 25.0, 25.0))
     out = resample_image(raw.astype(np.float32), grid, ResampleParams())
     # atlas z = anterior->posterior = reversed sample y; atlas y = reversed sample z; atlas x reversed x
@@ -110,7 +116,7 @@ def test_antialias_suppresses_aliasing():
     grid = ResampleGrid(shape, (25.0, 25.0, 5.0), Orientation(), (25.0, 25.0, 25.0))
     with_aa = resample_image(raw, grid, ResampleParams(antialias=True))
     without = resample_image(raw, grid, ResampleParams(antialias=False))
-    assert np.abs(without).max() > 0.9        # every 5th sample hits the same phase: aliasing
+    assert np.abs(without).max() > 0.9  # every 5th sample hits the same phase: aliasing
     assert np.abs(with_aa[:, :, 3:-3]).max() < 0.05
 
 
@@ -134,8 +140,9 @@ def test_reads_from_ome_zarr(tmp_path):
     build_pyramid(tmp_path / "raw.ome.zarr")
     img = open_ome_zarr(tmp_path / "raw.ome.zarr")
     grid = ResampleGrid(img.shape, img.voxel_size, Orientation.from_codes("sal", "asr"), (20.0, 20.0, 20.0))
-    np.testing.assert_allclose(resample_image(img.array, grid, ResampleParams()),
-                               reference_resample(data, grid), rtol=1e-5, atol=1e-2)
+    np.testing.assert_allclose(
+        resample_image(img.array, grid, ResampleParams()), reference_resample(data, grid), rtol=1e-5, atol=1e-2
+    )
 
 
 def test_grid_serialises():

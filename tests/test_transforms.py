@@ -9,13 +9,18 @@ import numpy as np
 import pytest
 
 from spimflow.errors import InputFileError
+from spimflow.geometry import ResampleGrid
 from spimflow.orientation import Orientation
 from spimflow.params.register import ElastixStage
-from spimflow.steps.register import register, stage_map, transformix_points, warp
-from spimflow.steps.resample import ResampleGrid
-from spimflow.transforms import (ElastixChain, SampleAtlasTransform, read_parameter_file,
-                                 transform_from_map, xyz_um_to_zyx_voxels,
-                                 zyx_voxels_to_xyz_um)
+from spimflow.steps.elastix import register, stage_map, transformix_points, warp
+from spimflow.transforms import (
+    ElastixChain,
+    SampleAtlasTransform,
+    read_parameter_file,
+    transform_from_map,
+    xyz_um_to_zyx_voxels,
+    zyx_voxels_to_xyz_um,
+)
 
 VS = (25.0, 25.0, 25.0)
 SHAPE = (20, 16, 18)  # fixed grid (z, y, x) used by the hand-made maps
@@ -24,16 +29,26 @@ SHAPE = (20, 16, 18)  # fixed grid (z, y, x) used by the hand-made maps
 def base_map(kind, n_params, params, **extra):
     """A complete elastix TransformParameters map as elastix writes it (fixed grid SHAPE)."""
     m = {
-        "Transform": [kind], "NumberOfParameters": [str(n_params)],
+        "Transform": [kind],
+        "NumberOfParameters": [str(n_params)],
         "TransformParameters": [repr(float(v)) for v in params],
-        "InitialTransformParameterFileName": ["NoInitialTransform"], "HowToCombineTransforms": ["Compose"],
-        "FixedImageDimension": ["3"], "MovingImageDimension": ["3"],
-        "FixedInternalImagePixelType": ["float"], "MovingInternalImagePixelType": ["float"],
-        "Size": [str(s) for s in SHAPE[::-1]], "Index": ["0", "0", "0"], "Spacing": [str(v) for v in VS],
-        "Origin": ["0", "0", "0"], "Direction": ["1", "0", "0", "0", "1", "0", "0", "0", "1"],
-        "UseDirectionCosines": ["true"], "ResampleInterpolator": ["FinalBSplineInterpolator"],
-        "FinalBSplineInterpolationOrder": ["1"], "Resampler": ["DefaultResampler"],
-        "DefaultPixelValue": ["0"], "ResultImagePixelType": ["float"],
+        "InitialTransformParameterFileName": ["NoInitialTransform"],
+        "HowToCombineTransforms": ["Compose"],
+        "FixedImageDimension": ["3"],
+        "MovingImageDimension": ["3"],
+        "FixedInternalImagePixelType": ["float"],
+        "MovingInternalImagePixelType": ["float"],
+        "Size": [str(s) for s in SHAPE[::-1]],
+        "Index": ["0", "0", "0"],
+        "Spacing": [str(v) for v in VS],
+        "Origin": ["0", "0", "0"],
+        "Direction": ["1", "0", "0", "0", "1", "0", "0", "0", "1"],
+        "UseDirectionCosines": ["true"],
+        "ResampleInterpolator": ["FinalBSplineInterpolator"],
+        "FinalBSplineInterpolationOrder": ["1"],
+        "Resampler": ["DefaultResampler"],
+        "DefaultPixelValue": ["0"],
+        "ResultImagePixelType": ["float"],
     }
     m.update({k: [str(x) for x in v] for k, v in extra.items()})
     return m
@@ -52,9 +67,18 @@ def bspline_map(rng, amplitude=15.0):
     spacing = np.array([90.0, 80.0, 75.0])
     origin = -spacing * 3.3
     coef = rng.normal(0, amplitude, 3 * size.prod())
-    return base_map("BSplineTransform", coef.size, coef, GridSize=size, GridIndex=[0, 0, 0],
-                    GridSpacing=spacing, GridOrigin=origin, GridDirection=[1, 0, 0, 0, 1, 0, 0, 0, 1],
-                    BSplineTransformSplineOrder=[3], UseCyclicTransform=["false"])
+    return base_map(
+        "BSplineTransform",
+        coef.size,
+        coef,
+        GridSize=size,
+        GridIndex=[0, 0, 0],
+        GridSpacing=spacing,
+        GridOrigin=origin,
+        GridDirection=[1, 0, 0, 0, 1, 0, 0, 0, 1],
+        BSplineTransformSplineOrder=[3],
+        UseCyclicTransform=["false"],
+    )
 
 
 def random_xyz(rng, n, margin=100.0):
@@ -62,16 +86,29 @@ def random_xyz(rng, n, margin=100.0):
     return rng.uniform(-margin, ext + margin, (n, 3))
 
 
-@pytest.mark.parametrize("kind", ["affine", "euler", "euler_zyx", "similarity", "translation", "bspline", "affine+bspline"])
+@pytest.mark.parametrize(
+    "kind", ["affine", "euler", "euler_zyx", "similarity", "translation", "bspline", "affine+bspline"]
+)
 def test_chain_matches_transformix(kind):
     rng = np.random.default_rng(sum(map(ord, kind)))
     if kind == "affine":
         maps = [affine_map(rng)]
     elif kind.startswith("euler"):
-        maps = [base_map("EulerTransform", 6, [0.2, -0.3, 0.4, 10, -20, 5], CenterOfRotationPoint=[200, 150, 220],
-                         ComputeZYX=["true" if kind.endswith("zyx") else "false"])]
+        maps = [
+            base_map(
+                "EulerTransform",
+                6,
+                [0.2, -0.3, 0.4, 10, -20, 5],
+                CenterOfRotationPoint=[200, 150, 220],
+                ComputeZYX=["true" if kind.endswith("zyx") else "false"],
+            )
+        ]
     elif kind == "similarity":
-        maps = [base_map("SimilarityTransform", 7, [0.1, -0.2, 0.15, 10, -20, 5, 1.1], CenterOfRotationPoint=[200, 150, 220])]
+        maps = [
+            base_map(
+                "SimilarityTransform", 7, [0.1, -0.2, 0.15, 10, -20, 5, 1.1], CenterOfRotationPoint=[200, 150, 220]
+            )
+        ]
     elif kind == "translation":
         maps = [base_map("TranslationTransform", 3, [10.5, -20.25, 5.0])]
     elif kind == "bspline":
@@ -132,8 +169,9 @@ def full_chain(rng, correction=True):
     corr = {}
     if correction:
         A = np.eye(3) + rng.normal(0, 0.02, (3, 3))
-        corr["signal"] = ElastixChain.from_maps([base_map("AffineTransform", 12, [*A.ravel(), 3.0, -2.0, 4.0],
-                                                          CenterOfRotationPoint=[200, 150, 220])])
+        corr["signal"] = ElastixChain.from_maps(
+            [base_map("AffineTransform", 12, [*A.ravel(), 3.0, -2.0, 4.0], CenterOfRotationPoint=[200, 150, 220])]
+        )
     return SampleAtlasTransform(VS, (24, 20, 22), grids, atlas, corr)
 
 
@@ -150,8 +188,9 @@ def test_full_chain_composition_by_hand():
     expected = xyz_um_to_zyx_voxels(T.atlas_chain.apply(p_af), VS)
     np.testing.assert_allclose(T.sample_to_atlas(raw, "signal"), expected, atol=1e-9)
     # autofluorescence skips the correction
-    np.testing.assert_allclose(T.sample_to_atlas(raw, "autofluorescence"),
-                               xyz_um_to_zyx_voxels(T.atlas_chain.apply(p_sig), VS), atol=1e-9)
+    np.testing.assert_allclose(
+        T.sample_to_atlas(raw, "autofluorescence"), xyz_um_to_zyx_voxels(T.atlas_chain.apply(p_sig), VS), atol=1e-9
+    )
 
 
 @pytest.mark.parametrize("channel", ["signal", "autofluorescence"])
@@ -188,6 +227,7 @@ def test_million_points_bounded_memory():
 
 # -- with a real elastix registration ----------------------------------------------------------
 
+
 def blobs(shape, centres, radii, values, background=0.1):
     idx = np.indices(shape).astype(float)
     img = np.full(shape, background, np.float32)
@@ -203,7 +243,9 @@ def blobs(shape, centres, radii, values, background=0.1):
 def small_registration():
     from scipy import ndimage
 
-    lab, ref = blobs((28, 24, 26), [(14, 12, 13), (10, 9, 9), (18, 14, 17)], [(11, 9, 10), (4, 4, 3), (4, 3, 5)], [0.5, 1.0, 0.8])
+    lab, ref = blobs(
+        (28, 24, 26), [(14, 12, 13), (10, 9, 9), (18, 14, 17)], [(11, 9, 10), (4, 4, 3), (4, 3, 5)], [0.5, 1.0, 0.8]
+    )
     ref = ndimage.gaussian_filter(ref, 1.0)
     # sample: the atlas under a known affine (sample voxel s shows atlas voxel A s + t)
     A = np.array([[1.05, 0.03, 0.0], [0.0, 0.94, 0.04], [0.02, 0.0, 1.02]])
@@ -212,8 +254,10 @@ def small_registration():
     s = np.indices(shape).reshape(3, -1).T.astype(float)
     sample = ndimage.map_coordinates(ref, (s @ A.T + t).T, order=1).reshape(shape)
     ncc_stage = dict(resolutions=2, spatial_samples=2000, metric="AdvancedNormalizedCorrelation")
-    maps = [stage_map("affine", ElastixStage(iterations=200, **ncc_stage)),
-            stage_map("bspline", ElastixStage(iterations=100, **ncc_stage), 150.0)]
+    maps = [
+        stage_map("affine", ElastixStage(iterations=200, **ncc_stage)),
+        stage_map("bspline", ElastixStage(iterations=100, **ncc_stage), 150.0),
+    ]
     reg = register(sample, ref, VS, maps, threads=2)
     return lab, ref, sample, reg, (A, t)
 
@@ -257,11 +301,13 @@ def test_real_allen_labels_survive_warping(shared_data):
 
     ann = read_volume(shared_data / "allen_ccf_2017_25um" / "ABA_25um_2017_annotation.tif.lzma")
     block = np.ascontiguousarray(ann[50:70, 364:380, 127:145])  # 24 regions, 38 % with ids > 2^24
-    assert block.max() > 2 ** 24 and len(np.unique(block)) > 10
+    assert block.max() > 2**24 and len(np.unique(block)) > 10
     rng = np.random.default_rng(21)
     A = np.eye(3) + rng.normal(0, 0.02, (3, 3))
-    maps = [base_map("AffineTransform", 12, [*A.ravel(), 5.0, -4.0, 3.0], CenterOfRotationPoint=[200, 180, 230]),
-            bspline_map(rng, amplitude=6.0)]
+    maps = [
+        base_map("AffineTransform", 12, [*A.ravel(), 5.0, -4.0, 3.0], CenterOfRotationPoint=[200, 180, 230]),
+        bspline_map(rng, amplitude=6.0),
+    ]
     warped = warp(block, VS, maps, labels=True)
     assert set(np.unique(warped)) <= set(np.unique(block)) | {0}
     grid = ResampleGrid(SHAPE, VS, Orientation(), VS)
@@ -273,7 +319,7 @@ def test_real_allen_labels_survive_warping(shared_data):
     expected[inside] = block[tuple(k[inside].T)]
     agree = expected == warped.ravel()
     assert agree.mean() > 0.999, f"{(~agree).sum()} of {agree.size} voxels disagree"
-    assert (warped > 2 ** 24).any()
+    assert (warped > 2**24).any()
 
 
 def test_channel_correction_direction(small_registration):
@@ -284,11 +330,27 @@ def test_channel_correction_direction(small_registration):
     lab, ref, sample, reg, _ = small_registration
     d = np.array([1.5, -1.0, 2.0])
     signal = ndimage.shift(sample, d, order=1) * 3.0 + 0.2  # other intensities, same anatomy, shifted
-    corr = register(sample, signal, VS, [stage_map("affine", ElastixStage(
-        resolutions=2, iterations=200, spatial_samples=2000, metric="AdvancedNormalizedCorrelation"))])
+    corr = register(
+        sample,
+        signal,
+        VS,
+        [
+            stage_map(
+                "affine",
+                ElastixStage(
+                    resolutions=2, iterations=200, spatial_samples=2000, metric="AdvancedNormalizedCorrelation"
+                ),
+            )
+        ],
+    )
     grid = ResampleGrid(sample.shape, VS, Orientation(), VS)
-    T = SampleAtlasTransform(VS, lab.shape, {"autofluorescence": grid, "signal": grid},
-                             ElastixChain.from_maps(reg.transform_maps), {"signal": ElastixChain.from_maps(corr.transform_maps)})
+    T = SampleAtlasTransform(
+        VS,
+        lab.shape,
+        {"autofluorescence": grid, "signal": grid},
+        ElastixChain.from_maps(reg.transform_maps),
+        {"signal": ElastixChain.from_maps(corr.transform_maps)},
+    )
     x = np.random.default_rng(22).uniform(8, 18, (100, 3))
     via_signal = T.sample_to_atlas(x + d, "signal")
     via_af = T.sample_to_atlas(x, "autofluorescence")

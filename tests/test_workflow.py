@@ -7,10 +7,10 @@ import pandas as pd
 import tifffile
 import yaml
 import zarr
+from conftest import REPO, run_snakemake
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
-from conftest import REPO, run_snakemake
 from spimflow.config import parse_config
 
 
@@ -45,8 +45,17 @@ def test_demo_runs_end_to_end(demo_workflow):
     assert resolved == cfg
     # every job left a log
     logs = {p.stem for p in (sd / "logs").glob("*.log")}
-    assert {"ingest_signal", "ingest_autofluorescence", "resample_signal", "register", "detect_plan",
-            "detect_gather", "threshold_cells", "cells_atlas", "qc_cells"} <= logs
+    assert {
+        "ingest_signal",
+        "ingest_autofluorescence",
+        "resample_signal",
+        "register",
+        "detect_plan",
+        "detect_gather",
+        "threshold_cells",
+        "cells_atlas",
+        "qc_cells",
+    } <= logs
 
 
 def test_nothing_to_redo_after_a_complete_run(demo_workflow):
@@ -69,8 +78,10 @@ def test_cells_in_atlas_space_match_the_truth(demo_workflow):
     err = np.linalg.norm(a[["az", "ay", "ax"]].to_numpy() - t[["az", "ay", "ax"]].to_numpy(), axis=1)
     region_agree = float((a.region_id.to_numpy() == t.region_id.to_numpy()).mean())
     side_agree = float((a.hemisphere.to_numpy() == t.hemisphere.to_numpy()).mean())
-    print(f"precision {precision:.3f} recall {recall:.3f}; atlas error mean {err.mean():.2f} voxels "
-          f"(p95 {np.percentile(err, 95):.2f}); region agreement {region_agree:.3f}; hemisphere {side_agree:.3f}")
+    print(
+        f"precision {precision:.3f} recall {recall:.3f}; atlas error mean {err.mean():.2f} voxels "
+        f"(p95 {np.percentile(err, 95):.2f}); region agreement {region_agree:.3f}; hemisphere {side_agree:.3f}"
+    )
     assert precision >= 0.95 and recall >= 0.95
     assert err.mean() < 1.0
     assert region_agree >= 0.9 and side_agree >= 0.95

@@ -11,17 +11,26 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing as mp
 import os
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from spimflow.errors import ConfigError, InputFileError
+from spimflow.io.atomic import atomic_path
+from spimflow.io.omezarr import open_ome_zarr
 from spimflow.params.detect import DetectParams
+from spimflow.steps.detect import (
+    detect_block,
+    detection_radii,
+    empty_cells,
+    required_overlap,
+)
 
 Range = tuple[int, int]
 PLAN_VERSION = 1
@@ -30,9 +39,9 @@ PLAN_VERSION = 1
 @dataclass(frozen=True)
 class Block:
     id: int
-    index: tuple[int, int, int]                  # position in the grid
-    core: tuple[Range, Range, Range]             # cells whose centre rounds into here belong to this block
-    read: tuple[Range, Range, Range]             # voxels read: core + overlap, clipped to the volume
+    index: tuple[int, int, int]  # position in the grid
+    core: tuple[Range, Range, Range]  # cells whose centre rounds into here belong to this block
+    read: tuple[Range, Range, Range]  # voxels read: core + overlap, clipped to the volume
 
     @property
     def read_slices(self) -> tuple[slice, slice, slice]:
@@ -81,21 +90,30 @@ class BlockPlan:
         return json.dumps(d, indent=1)
 
     @classmethod
-    def from_json(cls, text: str) -> "BlockPlan":
+    def from_json(cls, text: str) -> BlockPlan:
         d = json.loads(text)
-        blocks = [Block(b["id"], tuple(b["index"]), tuple(tuple(r) for r in b["core"]),
-                        tuple(tuple(r) for r in b["read"])) for b in d["blocks"]]
-        return cls(tuple(d["shape"]), tuple(d["voxel_size"]), tuple(d["size"]), tuple(d["overlap"]),
-                   blocks, [list(b) for b in d["batches"]], d.get("version", PLAN_VERSION), d.get("extra", {}))
+        blocks = [
+            Block(b["id"], tuple(b["index"]), tuple(tuple(r) for r in b["core"]), tuple(tuple(r) for r in b["read"]))
+            for b in d["blocks"]
+        ]
+        return cls(
+            tuple(d["shape"]),
+            tuple(d["voxel_size"]),
+            tuple(d["size"]),
+            tuple(d["overlap"]),
+            blocks,
+            [list(b) for b in d["batches"]],
+            d.get("version", PLAN_VERSION),
+            d.get("extra", {}),
+        )
 
     def save(self, path: str | Path) -> None:
-        from spimflow.io.atomic import atomic_path
 
         with atomic_path(path) as tmp:
             tmp.write_text(self.to_json())
 
     @classmethod
-    def load(cls, path: str | Path) -> "BlockPlan":
+    def load(cls, path: str | Path) -> BlockPlan:
         try:
             return cls.from_json(Path(path).read_text())
         except (OSError, ValueError, KeyError) as exc:
@@ -107,7 +125,6 @@ class BlockPlan:
 
 def check_detect_config(params: DetectParams, voxel_size: Sequence[float], key: str = "steps.detect") -> list[str]:
     """Every problem with the block grid and filter sizes, as messages naming the config key."""
-    from spimflow.steps.detect import detection_radii, required_overlap
 
     problems = []
     bp = params.blocks
@@ -118,50 +135,66 @@ def check_detect_config(params: DetectParams, voxel_size: Sequence[float], key: 
         if bp.overlap is not None and overlap[a] < need[a]:
             problems.append(
                 f"{key}.blocks.overlap: {list(overlap)} is too small along {name}; the filters, maxima window and "
-                f"cell radius need at least {list(need)} voxels (or set overlap: null for the minimum)")
+                f"cell radius need at least {list(need)} voxels (or set overlap: null for the minimum)"
+            )
             break
     for a, name in enumerate("zyx"):
         if bp.size[a] < overlap[a]:
-            problems.append(f"{key}.blocks.size: {list(bp.size)} is smaller than the overlap {list(overlap)} along {name}; "
-                            f"use blocks of at least {list(overlap)} voxels")
+            problems.append(
+                f"{key}.blocks.size: {list(bp.size)} is smaller than the overlap {list(overlap)} along {name}; "
+                f"use blocks of at least {list(overlap)} voxels"
+            )
             break
     if params.background.enabled:
         width = [2 * r.background[1] // 2 * 2 + 1, 2 * r.background[2] // 2 * 2 + 1]
         for a, name in ((1, "y"), (2, "x")):
             if width[a - 1] > bp.size[a]:
-                problems.append(f"{key}.background.size_um: {list(params.background.size_um)} µm is {width[a - 1]} voxels "
-                                f"along {name}, larger than the block size {bp.size[a]}")
+                problems.append(
+                    f"{key}.background.size_um: {list(params.background.size_um)} µm is {width[a - 1]} voxels "
+                    f"along {name}, larger than the block size {bp.size[a]}"
+                )
     if params.dog.enabled:
         for a, name in enumerate("zyx"):
             if 2 * r.dog[a] + 1 > bp.size[a]:
-                problems.append(f"{key}.dog.sigma_outer_um: {params.dog.sigma_outer_um} µm needs a kernel of "
-                                f"{2 * r.dog[a] + 1} voxels along {name}, larger than the block size {bp.size[a]}")
+                problems.append(
+                    f"{key}.dog.sigma_outer_um: {params.dog.sigma_outer_um} µm needs a kernel of "
+                    f"{2 * r.dog[a] + 1} voxels along {name}, larger than the block size {bp.size[a]}"
+                )
     if params.shape.enabled:
         for a, name in enumerate("zyx"):
             if 2 * r.shape[a] + 1 > bp.size[a]:
-                problems.append(f"{key}.shape.max_radius_um: {params.shape.max_radius_um} µm spans "
-                                f"{2 * r.shape[a] + 1} voxels along {name}, larger than the block size {bp.size[a]}")
+                problems.append(
+                    f"{key}.shape.max_radius_um: {params.shape.max_radius_um} µm spans "
+                    f"{2 * r.shape[a] + 1} voxels along {name}, larger than the block size {bp.size[a]}"
+                )
     return problems
 
 
 def make_plan(shape: Sequence[int], voxel_size: Sequence[float], params: DetectParams) -> BlockPlan:
     """Grid of the volume; raises ConfigError if the grid or filter sizes do not fit."""
-    from spimflow.steps.detect import required_overlap
 
     if len(shape) != 3 or any(int(s) <= 0 for s in shape):
-        raise InputFileError(f"the signal volume is empty: shape {tuple(shape)}; expected three positive sizes (z, y, x)")
+        raise InputFileError(
+            f"the signal volume is empty: shape {tuple(shape)}; expected three positive sizes (z, y, x)"
+        )
     problems = check_detect_config(params, voxel_size)
     if problems:
         raise ConfigError("\n".join(problems))
     overlap = params.blocks.overlap or required_overlap(voxel_size, params)
     blocks = grid_blocks(shape, params.blocks.size, overlap)
-    return BlockPlan(tuple(int(s) for s in shape), tuple(float(v) for v in voxel_size),
-                     tuple(params.blocks.size), tuple(int(o) for o in overlap), blocks,
-                     batch_ids(len(blocks), params.blocks.batch))
+    return BlockPlan(
+        tuple(int(s) for s in shape),
+        tuple(float(v) for v in voxel_size),
+        tuple(params.blocks.size),
+        tuple(int(o) for o in overlap),
+        blocks,
+        batch_ids(len(blocks), params.blocks.batch),
+    )
 
 
-def block_memory_mb(plan_or_size: BlockPlan | Sequence[int], overlap: Sequence[int] | None = None,
-                    illumination: bool = False) -> int:
+def block_memory_mb(
+    plan_or_size: BlockPlan | Sequence[int], overlap: Sequence[int] | None = None, illumination: bool = False
+) -> int:
     """Peak memory estimate (MB) of one block job: ~22 bytes per read voxel (+4 with illumination) + 250 MB."""
     if isinstance(plan_or_size, BlockPlan):
         n = plan_or_size.max_read_voxels()
@@ -173,29 +206,36 @@ def block_memory_mb(plan_or_size: BlockPlan | Sequence[int], overlap: Sequence[i
 
 # -- running blocks ---------------------------------------------------------------------
 
+
 def read_block(source, block: Block) -> np.ndarray:
     """The block's read region from an array-like (numpy, zarr) ``source``."""
     return np.asarray(source[block.read_slices])
 
 
-def detect_in_block(source, block: Block, plan: BlockPlan, params: DetectParams, illumination=None,
-                    raw: np.ndarray | None = None) -> pd.DataFrame:
+def detect_in_block(
+    source, block: Block, plan: BlockPlan, params: DetectParams, illumination=None, raw: np.ndarray | None = None
+) -> pd.DataFrame:
     """Detect the cells owned by ``block``.
 
     ``source``: numpy/zarr array or path of an OME-Zarr image; ``raw``: the block's read
     region when already read (then ``source`` is not used).
     """
-    from spimflow.steps.detect import detect_block
 
     if raw is None:
         if isinstance(source, (str, os.PathLike)):
-            from spimflow.io.omezarr import open_ome_zarr
-
             source = open_ome_zarr(source).array
         raw = read_block(source, block)
     gain = illumination.gain(*block.read) if (illumination is not None and params.illumination.enabled) else None
-    return detect_block(raw, plan.voxel_size, params, offset=[a for a, _ in block.read], core=block.core,
-                        volume_shape=plan.shape, gain=gain, block_id=block.id)
+    return detect_block(
+        raw,
+        plan.voxel_size,
+        params,
+        offset=[a for a, _ in block.read],
+        core=block.core,
+        volume_shape=plan.shape,
+        gain=gain,
+        block_id=block.id,
+    )
 
 
 def sort_cells(cells: pd.DataFrame) -> pd.DataFrame:
@@ -204,7 +244,6 @@ def sort_cells(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def concat_cells(tables: Iterable[pd.DataFrame]) -> pd.DataFrame:
-    from spimflow.steps.detect import empty_cells
 
     tables = [t for t in tables if len(t)]
     if not tables:
@@ -217,8 +256,15 @@ def _worker(args):
     return detect_in_block(source, block, plan, DetectParams.model_validate(params_json), illumination, raw)
 
 
-def detect_blocks(source, plan: BlockPlan, params: DetectParams, block_ids: Sequence[int] | None = None,
-                  processes: int = 1, illumination=None, pool=None) -> pd.DataFrame:
+def detect_blocks(
+    source,
+    plan: BlockPlan,
+    params: DetectParams,
+    block_ids: Sequence[int] | None = None,
+    processes: int = 1,
+    illumination=None,
+    pool=None,
+) -> pd.DataFrame:
     """Cells of the given blocks (default all), sorted by (z, y, x).
 
     ``processes`` > 1 runs blocks in a process pool (spawned workers, or ``pool``, an
@@ -231,23 +277,23 @@ def detect_blocks(source, plan: BlockPlan, params: DetectParams, block_ids: Sequ
         return concat_cells(detect_in_block(source, b, plan, params, illumination) for b in blocks)
     pj = params.model_dump(mode="json")
     by_path = isinstance(source, (str, os.PathLike))
-    jobs = ((source if by_path else None, None if by_path else read_block(source, b), b, plan, pj, illumination)
-            for b in blocks)
+    jobs = (
+        (source if by_path else None, None if by_path else read_block(source, b), b, plan, pj, illumination)
+        for b in blocks
+    )
     if pool is not None:
         return concat_cells(pool.map(_worker, jobs))
-    import multiprocessing as mp
 
     with ProcessPoolExecutor(max_workers=processes, mp_context=mp.get_context("spawn")) as own:
         return concat_cells(own.map(_worker, jobs))
 
 
-def detect_volume(source, voxel_size: Sequence[float], params: DetectParams | None = None,
-                  processes: int = 1, illumination=None) -> pd.DataFrame:
+def detect_volume(
+    source, voxel_size: Sequence[float], params: DetectParams | None = None, processes: int = 1, illumination=None
+) -> pd.DataFrame:
     """Plan the grid for ``source`` (array or OME-Zarr path) and detect every block."""
     params = params or DetectParams()
     if isinstance(source, (str, os.PathLike)):
-        from spimflow.io.omezarr import open_ome_zarr
-
         shape = open_ome_zarr(source).shape
     else:
         shape = source.shape

@@ -7,14 +7,16 @@ import json
 import sys
 from pathlib import Path
 
+from spimflow.checks import validate_config_file
+from spimflow.config import json_schema
+from spimflow.config_docs import config_reference_markdown
+from spimflow.demo import make_demo
 from spimflow.errors import SpimflowError
 
 SCHEMA_PATH = Path("schemas/config.schema.json")
 
 
 def schema_text() -> str:
-    from spimflow.config import json_schema
-
     return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
 
 
@@ -40,15 +42,12 @@ def _write_or_check(path: str, text: str, check: bool, regenerate: str) -> int:
 
 
 def cmd_config_docs(args: argparse.Namespace) -> int:
-    from spimflow.config_docs import config_reference_markdown
-
-    return _write_or_check(args.output, config_reference_markdown(), args.check,
-                           f"spimflow config-docs -o {args.output}")
+    return _write_or_check(
+        args.output, config_reference_markdown(), args.check, f"spimflow config-docs -o {args.output}"
+    )
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from spimflow.config import validate_config_file
-
     cfg = validate_config_file(args.config, args.base)
     chans = ", ".join(cfg.channels.all())
     print(f"{args.config}: OK (sample {cfg.sample!r}; channels: {chans}; atlas: {cfg.atlas.format})")
@@ -56,8 +55,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from spimflow.demo import make_demo
-
     info = make_demo(Path(args.out), preset=args.preset, seed=args.seed)
     print(json.dumps(info, indent=2, default=str))
     return 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -17,7 +17,12 @@ from spimflow.errors import ConfigError
 from spimflow.orientation import check_clearmap_permutation, check_origin_code
 from spimflow.params import StrictModel
 from spimflow.params.detect import DetectParams, ThresholdParams
-from spimflow.params.maps import AnnotateParams, RegionsParams, StatsParams, VoxelizeParams
+from spimflow.params.maps import (
+    AnnotateParams,
+    RegionsParams,
+    StatsParams,
+    VoxelizeParams,
+)
 from spimflow.params.register import RegisterParams
 from spimflow.params.resample import ResampleParams
 
@@ -32,7 +37,7 @@ def _positive3(v: Voxel3, what: str) -> Voxel3:
 
 # -- orientation -----------------------------------------------------------------
 
-OrientationValue = Union[str, tuple[int, int, int]]
+OrientationValue = str | tuple[int, int, int]
 
 
 def _check_orientation(v: Any) -> Any:
@@ -45,6 +50,7 @@ def _check_orientation(v: Any) -> Any:
 
 
 # -- sources -----------------------------------------------------------------------
+
 
 class _Source(StrictModel):
     def files(self, base: Path) -> list[Path]:  # what must exist before a run
@@ -116,11 +122,13 @@ class ZarrSource(_Source):
 
     format: Literal["zarr"]
     path: Path
-    array: str | None = Field(None, description="Array inside the group (default: OME-Zarr level 0, or the store itself if it is an array).")
+    array: str | None = Field(
+        None, description="Array inside the group (default: OME-Zarr level 0, or the store itself if it is an array)."
+    )
 
 
 Source = Annotated[
-    Union[TiffSource, PatternSource, FolderSource, NrrdSource, MhdSource, ImarisSource, ZarrSource],
+    TiffSource | PatternSource | FolderSource | NrrdSource | MhdSource | ImarisSource | ZarrSource,
     Field(discriminator="format"),
 ]
 
@@ -149,7 +157,8 @@ class Channel(StrictModel):
     voxel_size: Voxel3 = Field(description="Voxel size (z, y, x) in µm.")
     orientation: OrientationValue = Field(
         description="Sample axis orientation: BrainGlobe origin code for the (z, y, x) axes (e.g. 'ipl'), "
-                    "or a ClearMap signed permutation in ClearMap (x, y, z) order relative to the atlas (e.g. [1, -2, 3]).")
+        "or a ClearMap signed permutation in ClearMap (x, y, z) order relative to the atlas (e.g. [1, -2, 3])."
+    )
     crop: Crop | None = None
 
     @field_validator("voxel_size")
@@ -166,7 +175,9 @@ class Channel(StrictModel):
 class Channels(StrictModel):
     signal: Channel = Field(description="The labelled cells (e.g. c-Fos).")
     autofluorescence: Channel = Field(description="Autofluorescence, registered to the atlas reference.")
-    extra: dict[str, Channel] = Field(default_factory=dict, description="Further channels, ingested and resampled only.")
+    extra: dict[str, Channel] = Field(
+        default_factory=dict, description="Further channels, ingested and resampled only."
+    )
 
     def all(self) -> dict[str, Channel]:
         return {"signal": self.signal, "autofluorescence": self.autofluorescence, **self.extra}
@@ -176,11 +187,14 @@ class Channels(StrictModel):
     def _names(cls, v: dict[str, Channel]) -> dict[str, Channel]:
         for name in v:
             if name in ("signal", "autofluorescence") or not re.fullmatch(r"[A-Za-z0-9_]+", name):
-                raise ValueError(f"extra channel name {name!r} must be letters, digits or _ and not signal/autofluorescence")
+                raise ValueError(
+                    f"extra channel name {name!r} must be letters, digits or _ and not signal/autofluorescence"
+                )
         return v
 
 
 # -- atlas -----------------------------------------------------------------------------
+
 
 class AtlasConfig(StrictModel):
     """The reference atlas. ``brainglobe``: a BrainGlobe atlas folder (metadata.json,
@@ -194,7 +208,9 @@ class AtlasConfig(StrictModel):
     hemispheres: Path | None = Field(None, description="Hemisphere label volume (allen, optional).")
     ontology: Path | None = Field(None, description="Allen structure ontology JSON (allen).")
     voxel_size: Voxel3 | None = Field(None, description="(z, y, x) µm (allen; brainglobe reads metadata.json).")
-    orientation: str | None = Field(None, description="BrainGlobe origin code of the atlas axes (allen; brainglobe reads metadata.json).")
+    orientation: str | None = Field(
+        None, description="BrainGlobe origin code of the atlas axes (allen; brainglobe reads metadata.json)."
+    )
     hemisphere: Literal["both", "left", "right"] = Field("both", description="Crop the atlas to one hemisphere.")
 
     @model_validator(mode="after")
@@ -224,15 +240,21 @@ class AtlasConfig(StrictModel):
 
 # -- demo --------------------------------------------------------------------------------
 
+
 class DemoParams(StrictModel):
     """Synthetic atlas + sample generated by the workflow itself (no downloads)."""
 
-    preset: Literal["small", "large"] = Field("small", description="small: the default demo (whole pipeline in minutes); large: for benchmarks.")
+    preset: Literal["small", "large"] = Field(
+        "small", description="small: the default demo (whole pipeline in minutes); large: for benchmarks."
+    )
     seed: int = 0
-    out_dir: Path = Field(Path("resources/demo"), description="Where the atlas, sample planes and ground truth are written.")
+    out_dir: Path = Field(
+        Path("resources/demo"), description="Where the atlas, sample planes and ground truth are written."
+    )
 
 
 # -- steps and the whole sample --------------------------------------------------------------
+
 
 class Steps(StrictModel):
     resample: ResampleParams = Field(default_factory=ResampleParams)
@@ -257,7 +279,9 @@ class SampleConfig(StrictModel):
     results: Path = Field(Path("results"), description="Root folder of all outputs.")
     channels: Channels
     atlas: AtlasConfig
-    demo: DemoParams | None = Field(None, description="Generate the embedded synthetic demo data (sources then point into demo.out_dir).")
+    demo: DemoParams | None = Field(
+        None, description="Generate the embedded synthetic demo data (sources then point into demo.out_dir)."
+    )
     ingest: IngestParams = Field(default_factory=IngestParams)
     steps: Steps = Field(default_factory=Steps)
 
@@ -266,6 +290,7 @@ class SampleConfig(StrictModel):
 
 
 # -- loading and checking -------------------------------------------------------------------
+
 
 def _key_path(loc: tuple) -> str:
     parts: list[str] = []
@@ -327,7 +352,11 @@ def missing_inputs(cfg: SampleConfig, base: str | Path = ".") -> list[str]:
         return demo_dir is not None and demo_dir in p.resolve().parents
 
     for name, ch in cfg.channels.all().items():
-        key = f"channels.{name}.source.path" if name in ("signal", "autofluorescence") else f"channels.extra.{name}.source.path"
+        key = (
+            f"channels.{name}.source.path"
+            if name in ("signal", "autofluorescence")
+            else f"channels.extra.{name}.source.path"
+        )
         for f in ch.source.files(base):
             if generated(f):
                 continue
@@ -342,17 +371,6 @@ def missing_inputs(cfg: SampleConfig, base: str | Path = ".") -> list[str]:
         if not (base / f).exists():
             problems.append(f"steps.registration.parameter_files: file not found: {base / f}")
     return problems
-
-
-def validate_config_file(path: str | Path, base: str | Path = ".") -> SampleConfig:
-    """Parse and check inputs; raise :class:`ConfigError` with every problem found."""
-    from spimflow.checks import config_problems
-
-    cfg = load_config(path)
-    problems = config_problems(cfg, base)
-    if problems:
-        raise ConfigError("\n".join(f"{path}: {p}" for p in problems))
-    return cfg
 
 
 def json_schema() -> dict:

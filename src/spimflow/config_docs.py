@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import typing
-from typing import Any
-
 from pathlib import PurePath
+from typing import Any
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo

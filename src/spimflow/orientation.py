@@ -21,8 +21,8 @@ reversing an axis of length ``n`` maps index ``k`` to ``n - 1 - k``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -35,12 +35,12 @@ def check_origin_code(code: str) -> str:
     """Return the lower-cased code if it is a valid BrainGlobe origin code, else raise."""
     c = str(code).lower()
     if len(c) != 3 or any(ch not in _PAIRS for ch in c):
-        raise ConfigError(
-            f"orientation code {code!r} must be 3 letters from a/p, s/i, l/r (e.g. 'asr')")
+        raise ConfigError(f"orientation code {code!r} must be 3 letters from a/p, s/i, l/r (e.g. 'asr')")
     if len({_PAIRS[ch] for ch in c}) != 3:
         raise ConfigError(
             f"orientation code {code!r} names the same anatomical axis twice; "
-            "use one of a/p, one of s/i and one of l/r (e.g. 'asr')")
+            "use one of a/p, one of s/i and one of l/r (e.g. 'asr')"
+        )
     return c
 
 
@@ -49,7 +49,8 @@ def check_clearmap_permutation(signed: Sequence[int]) -> tuple[int, int, int]:
     if len(vals) != 3 or sorted(abs(v) for v in vals) != [1, 2, 3]:
         raise ConfigError(
             f"orientation {list(signed)} is not a signed permutation of (1, 2, 3); "
-            "expected e.g. [1, -2, 3] (ClearMap x, y, z order)")
+            "expected e.g. [1, -2, 3] (ClearMap x, y, z order)"
+        )
     return vals  # type: ignore[return-value]
 
 
@@ -66,7 +67,7 @@ class Orientation:
 
     # construction -------------------------------------------------------
     @classmethod
-    def from_codes(cls, sample_code: str, atlas_code: str) -> "Orientation":
+    def from_codes(cls, sample_code: str, atlas_code: str) -> Orientation:
         s, a = check_origin_code(sample_code), check_origin_code(atlas_code)
         perm, flip = [], []
         for letter in a:
@@ -76,17 +77,17 @@ class Orientation:
         return cls(tuple(perm), tuple(flip))
 
     @classmethod
-    def from_clearmap(cls, signed_xyz: Sequence[int]) -> "Orientation":
+    def from_clearmap(cls, signed_xyz: Sequence[int]) -> Orientation:
         vals = check_clearmap_permutation(signed_xyz)
         perm, flip = [0, 0, 0], [False, False, False]
-        for k, v in enumerate(vals):          # k: ClearMap target axis (0=x, 1=y, 2=z)
-            target = 2 - k                     # our (z, y, x) index of that axis
-            perm[target] = 3 - abs(v)          # ClearMap axis |v| (1=x..3=z) -> our index
+        for k, v in enumerate(vals):  # k: ClearMap target axis (0=x, 1=y, 2=z)
+            target = 2 - k  # our (z, y, x) index of that axis
+            perm[target] = 3 - abs(v)  # ClearMap axis |v| (1=x..3=z) -> our index
             flip[target] = v < 0
         return cls(tuple(perm), tuple(flip))
 
     @classmethod
-    def resolve(cls, sample: str | Sequence[int], atlas_code: str | None) -> "Orientation":
+    def resolve(cls, sample: str | Sequence[int], atlas_code: str | None) -> Orientation:
         """From a config value: an origin code (needs the atlas code) or a ClearMap permutation."""
         if isinstance(sample, str):
             if atlas_code is None:
@@ -96,7 +97,7 @@ class Orientation:
 
     def to_clearmap(self) -> tuple[int, int, int]:
         out = []
-        for k in range(3):                    # ClearMap x, y, z
+        for k in range(3):  # ClearMap x, y, z
             target = 2 - k
             v = 3 - self.perm[target]
             out.append(-v if self.flip[target] else v)
@@ -107,7 +108,7 @@ class Orientation:
     def is_identity(self) -> bool:
         return self.perm == (0, 1, 2) and not any(self.flip)
 
-    def inverse(self) -> "Orientation":
+    def inverse(self) -> Orientation:
         perm = [0, 0, 0]
         flip = [False, False, False]
         for i, j in enumerate(self.perm):
@@ -141,3 +142,25 @@ class Orientation:
     def invert_points(self, points: np.ndarray, sample_shape: Sequence[int]) -> np.ndarray:
         """Oriented voxel coordinates → sample voxel coordinates."""
         return self.inverse().apply_to_points(points, self.oriented_shape(sample_shape))
+
+
+# -- composing and naming orientations ------------------------------------------------
+
+_OPPOSITE = {"a": "p", "p": "a", "s": "i", "i": "s", "l": "r", "r": "l"}
+
+
+def compose(outer: Orientation, inner: Orientation) -> Orientation:
+    """The orientation that applies ``inner`` (sample → oriented) and then ``outer``
+    (oriented → re-oriented)."""
+    perm = tuple(inner.perm[outer.perm[i]] for i in range(3))
+    flip = tuple(bool(outer.flip[i]) ^ bool(inner.flip[outer.perm[i]]) for i in range(3))
+    return Orientation(perm, flip)
+
+
+def orientation_code(o: Orientation, atlas_code: str) -> str:
+    """The BrainGlobe code of a sample whose orientation relative to ``atlas_code`` is ``o``
+    (inverse of :meth:`Orientation.from_codes`)."""
+    letters = [""] * 3
+    for i, j in enumerate(o.perm):
+        letters[j] = _OPPOSITE[atlas_code[i]] if o.flip[i] else atlas_code[i]
+    return "".join(letters)

@@ -9,8 +9,8 @@ Pure numpy + Pillow (a scikit-image dependency); no plotting library.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -72,8 +72,14 @@ def centre_planes(mask: np.ndarray) -> tuple[int, int, int]:
     return tuple(s // 2 for s in mask.shape)
 
 
-def write_qc_pngs(sample: np.ndarray, labels: np.ndarray, voxel_size: Sequence[float], atlas_code: str,
-                  paths: Sequence[str | Path], title: str = "") -> list[dict]:
+def write_qc_pngs(
+    sample: np.ndarray,
+    labels: np.ndarray,
+    voxel_size: Sequence[float],
+    atlas_code: str,
+    paths: Sequence[str | Path],
+    title: str = "",
+) -> list[dict]:
     """Write one overlay PNG per axis (``paths[axis]``); returns what each shows."""
     from PIL import Image, ImageDraw
 

@@ -22,18 +22,19 @@ the edge (:func:`zyx_voxels_to_xyz_um` / :func:`xyz_um_to_zyx_voxels`).
 from __future__ import annotations
 
 import json
-from abc import ABC, abstractmethod
 import logging
 import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numba as nb
 import numpy as np
 
 from spimflow.errors import InputFileError
-from spimflow.steps.resample import ResampleGrid
+from spimflow.geometry import ResampleGrid
+from spimflow.io.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ CHUNK = 200_000  # points per vectorised step: bounded memory for millions of po
 
 
 # -- coordinate edges ----------------------------------------------------------------------
+
 
 def zyx_voxels_to_xyz_um(points: np.ndarray, voxel_size_zyx: Sequence[float]) -> np.ndarray:
     """(n, 3) voxel (z, y, x) → elastix physical (x, y, z) µm (origin 0 = centre of voxel 0)."""
@@ -98,6 +100,7 @@ def _floats(pmap: ParameterMap, key: str) -> np.ndarray:
 
 # -- elastix transforms, vectorised (physical x, y, z µm) ---------------------------------------
 
+
 class ElastixTransform(ABC):
     """One elastix transform map: ``apply`` maps fixed physical points to moving ones."""
 
@@ -136,7 +139,7 @@ class MatrixTransform(ElastixTransform):
     def jacobian(self, p):
         return np.broadcast_to(self.matrix, (len(p), 3, 3))
 
-    def inverse(self) -> "MatrixTransform":
+    def inverse(self) -> MatrixTransform:
         inv = np.linalg.inv(self.matrix)
         return MatrixTransform(inv, -inv @ self.offset, np.zeros(3))
 
@@ -152,11 +155,13 @@ def _euler_matrix(rx: float, ry: float, rz: float, zyx: bool) -> np.ndarray:
 def _versor_matrix(v: np.ndarray) -> np.ndarray:
     x, y, z = v
     w = np.sqrt(max(0.0, 1.0 - (x * x + y * y + z * z)))
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 @dataclass
@@ -165,18 +170,20 @@ class BSplineTransform(ElastixTransform):
     RecursiveBSplineTransform): p ↦ p + Σ w(p) c. Outside the grid's valid region the
     displacement is zero, as in ITK."""
 
-    origin: np.ndarray     # xyz
-    spacing: np.ndarray    # xyz
-    size: np.ndarray       # xyz (int)
+    origin: np.ndarray  # xyz
+    spacing: np.ndarray  # xyz
+    size: np.ndarray  # xyz (int)
     direction: np.ndarray  # 3x3
-    coef: np.ndarray       # (3, Gz, Gy, Gx): displacement component (x, y, z) per control point
+    coef: np.ndarray  # (3, Gz, Gy, Gx): displacement component (x, y, z) per control point
 
     def _evaluate(self, p, jacobian: bool):
         dinv = np.linalg.inv(self.direction)
         ci = np.ascontiguousarray((p - self.origin) @ dinv.T / self.spacing)
         d = np.empty_like(ci)
         J = np.empty((len(ci), 3, 3)) if jacobian else np.empty((0, 3, 3))
-        _bspline_kernel(ci, self.size.astype(np.int64), np.ascontiguousarray(self.coef, dtype=np.float64), jacobian, d, J)
+        _bspline_kernel(
+            ci, self.size.astype(np.int64), np.ascontiguousarray(self.coef, dtype=np.float64), jacobian, d, J
+        )
         if jacobian:
             J = (J / self.spacing[None, None, :]) @ dinv  # d/dci -> d/dp
         return d, J
@@ -286,13 +293,17 @@ def transform_from_map(pmap: ParameterMap) -> ElastixTransform:
         if order != 3 or pmap.get("UseCyclicTransform", ["false"])[0] == "true":
             raise InputFileError(f"elastix {kind}: only cubic, non-cyclic B-splines are supported (order {order})")
         size = _floats(pmap, "GridSize").astype(int)
-        direction = (_floats(pmap, "GridDirection").reshape(3, 3).T  # ITK writes it column-major
-                     if "GridDirection" in pmap else np.eye(3))
+        direction = (
+            _floats(pmap, "GridDirection").reshape(3, 3).T  # ITK writes it column-major
+            if "GridDirection" in pmap
+            else np.eye(3)
+        )
         coef = par.reshape(3, size[2], size[1], size[0])
         return BSplineTransform(_floats(pmap, "GridOrigin"), _floats(pmap, "GridSpacing"), size, direction, coef)
     raise InputFileError(
         f"elastix transform {kind!r} is not supported for exact point transforms; use AffineTransform, "
-        "EulerTransform, SimilarityTransform, TranslationTransform or BSplineTransform in your parameter files")
+        "EulerTransform, SimilarityTransform, TranslationTransform or BSplineTransform in your parameter files"
+    )
 
 
 @dataclass
@@ -306,7 +317,7 @@ class ElastixChain:
     maps: list[dict[str, list[str]]] = field(default_factory=list)
 
     @classmethod
-    def from_maps(cls, maps: Iterable[ParameterMap]) -> "ElastixChain":
+    def from_maps(cls, maps: Iterable[ParameterMap]) -> ElastixChain:
         maps = [{k: list(v) for k, v in m.items()} for m in maps]
         ts = [transform_from_map(m) for m in maps]
         comb = [m.get("HowToCombineTransforms", ["Compose"])[0] for m in maps]
@@ -317,8 +328,6 @@ class ElastixChain:
         through ``InitialTransformParameterFileName`` by file name, so the elastix
         command line ``transformix -tp <last file>`` run inside ``folder`` applies the whole
         chain. Returns the file names in chain order."""
-        from spimflow.io.atomic import atomic_path
-
         names = []
         for k, m in enumerate(self.maps):
             m = dict(m)
@@ -330,7 +339,7 @@ class ElastixChain:
         return names
 
     @classmethod
-    def from_files(cls, paths: Iterable[str | Path]) -> "ElastixChain":
+    def from_files(cls, paths: Iterable[str | Path]) -> ElastixChain:
         return cls.from_maps(read_parameter_file(p) for p in paths)
 
     def apply(self, p: np.ndarray) -> np.ndarray:
@@ -431,7 +440,7 @@ class SampleAtlasTransform:
     chunk: int = CHUNK
 
     @classmethod
-    def load(cls, registration_dir: str | Path) -> "SampleAtlasTransform":
+    def load(cls, registration_dir: str | Path) -> SampleAtlasTransform:
         """Build from a registration folder (``registration.json`` + transform files)."""
         d = Path(registration_dir)
         meta_path = d / REGISTRATION_JSON
@@ -441,28 +450,32 @@ class SampleAtlasTransform:
         try:
             grids = {ch: ResampleGrid.from_dict(g) for ch, g in meta["grids"].items()}
             chain = ElastixChain.from_files(d / f for f in meta["atlas_transform"])
-            corr = {ch: ElastixChain.from_files(d / f for f in files)
-                    for ch, files in (meta.get("channel_correction") or {}).items()}
+            corr = {
+                ch: ElastixChain.from_files(d / f for f in files)
+                for ch, files in (meta.get("channel_correction") or {}).items()
+            }
             return cls(tuple(meta["atlas"]["voxel_size"]), tuple(meta["atlas"]["shape"]), grids, chain, corr)
         except KeyError as exc:
-            raise InputFileError(f"{meta_path}: missing key {exc}; expected the output of spimflow's register step") from None
+            raise InputFileError(
+                f"{meta_path}: missing key {exc}; expected the output of spimflow's register step"
+            ) from None
 
     def save(self, registration_dir: str | Path, summary: dict | None = None) -> Path:
         """Write the transform files and ``registration.json`` (last, atomically: a complete
         json means a complete folder). ``summary`` adds further keys (scores, timings)."""
-        from spimflow.io.atomic import atomic_path
-
         d = Path(registration_dir)
         d.mkdir(parents=True, exist_ok=True)
         meta = dict(summary or {})
-        meta.update({
-            "atlas": {"voxel_size": list(self.atlas_voxel_size), "shape": list(self.atlas_shape)},
-            "grids": {ch: g.to_dict() for ch, g in self.grids.items()},
-            "atlas_transform": self.atlas_chain.write(d, "atlas_transform"),
-            "channel_correction": {ch: c.write(d, f"correction_{ch}") for ch, c in self.correction.items()},
-            "convention": "points (z, y, x) voxels; voxel centres at integers; elastix fixed = resampled "
-                          "autofluorescence, moving = atlas reference, spacing = atlas voxel size, origin 0",
-        })
+        meta.update(
+            {
+                "atlas": {"voxel_size": list(self.atlas_voxel_size), "shape": list(self.atlas_shape)},
+                "grids": {ch: g.to_dict() for ch, g in self.grids.items()},
+                "atlas_transform": self.atlas_chain.write(d, "atlas_transform"),
+                "channel_correction": {ch: c.write(d, f"correction_{ch}") for ch, c in self.correction.items()},
+                "convention": "points (z, y, x) voxels; voxel centres at integers; elastix fixed = resampled "
+                "autofluorescence, moving = atlas reference, spacing = atlas voxel size, origin 0",
+            }
+        )
         out = d / REGISTRATION_JSON
         with atomic_path(out) as tmp:
             tmp.write_text(json.dumps(meta, indent=2, default=_json_default) + "\n")
@@ -472,8 +485,9 @@ class SampleAtlasTransform:
         try:
             return self.grids[channel]
         except KeyError:
-            raise InputFileError(f"no resampling grid for channel {channel!r} in the registration "
-                                 f"(known: {', '.join(self.grids)})") from None
+            raise InputFileError(
+                f"no resampling grid for channel {channel!r} in the registration (known: {', '.join(self.grids)})"
+            ) from None
 
     # resampled (per channel) <-> atlas ---------------------------------------------------
     def _to_af_physical(self, r: np.ndarray, channel: str) -> np.ndarray:

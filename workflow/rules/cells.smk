@@ -5,70 +5,68 @@
 
 rule threshold_cells:
     input:
-        cells=f"{DETECT_DIR}/cells_raw.parquet",
+        cells=rules.detect_gather.output.cells,
     output:
-        parquet=f"{DETECT_DIR}/cells.parquet",
-        csv=f"{DETECT_DIR}/cells.csv",
-    params:
-        task="cells",
-        action="threshold",
-        threshold=CFG.steps.threshold.model_dump(mode="json"),
+        parquet=f"{SD}/cells/cells.parquet",
+        csv=f"{SD}/cells/cells.csv",
     log:
         log_path("threshold_cells"),
     benchmark:
         bench_path("threshold_cells")
     resources:
         mem_mb=2000,
+    params:
+        task="cells",
+        action="threshold",
+        threshold=CFG.steps.threshold.model_dump(mode="json"),
     script:
         TASK_SCRIPT
 
 
 rule qc_cells:
     input:
-        cells=f"{DETECT_DIR}/cells.parquet",
-        cells_raw=f"{DETECT_DIR}/cells_raw.parquet",
-        signal=f"{SD}/raw/signal.ome.zarr",
+        cells=rules.threshold_cells.output.parquet,
+        cells_raw=rules.detect_gather.output.cells,
+        signal=raw_channel("signal"),
     output:
-        png=f"{DETECT_DIR}/qc_cells.png",
-        overlay=directory(f"{DETECT_DIR}/qc_overlay.ome.zarr"),
-    params:
-        task="cells",
-        action="qc",
+        png=f"{SD}/cells/qc_cells.png",
+        overlay=directory(f"{SD}/cells/qc_overlay.ome.zarr"),
     log:
         log_path("qc_cells"),
     benchmark:
         bench_path("qc_cells")
     resources:
         mem_mb=2000,
+    params:
+        task="cells",
+        action="qc",
     script:
         TASK_SCRIPT
 
 
 rule cells_atlas:
     input:
-        cells=f"{DETECT_DIR}/cells.parquet",
-        registration=REG_SUMMARY,
+        cells=rules.threshold_cells.output.parquet,
+        registration=rules.register.output.summary,
         atlas=atlas_inputs(),
     output:
-        parquet=f"{DETECT_DIR}/cells_atlas.parquet",
-        csv=f"{DETECT_DIR}/cells_atlas.csv",
-    params:
-        task="cells_atlas",
-        atlas=CFG.atlas.model_dump(mode="json"),
+        parquet=f"{SD}/cells/cells_atlas.parquet",
+        csv=f"{SD}/cells/cells_atlas.csv",
     log:
         log_path("cells_atlas"),
     benchmark:
         bench_path("cells_atlas")
     resources:
         mem_mb=2000,
+    params:
+        task="cells_atlas",
+        atlas=CFG.atlas.model_dump(mode="json"),
     script:
         TASK_SCRIPT
 
 
 TARGETS += [
-    f"{DETECT_DIR}/cells.parquet",
-    f"{DETECT_DIR}/cells.csv",
-    f"{DETECT_DIR}/qc_cells.png",
-    f"{DETECT_DIR}/qc_overlay.ome.zarr",
-    f"{DETECT_DIR}/cells_atlas.parquet",
+    *rules.threshold_cells.output,
+    *rules.qc_cells.output,
+    rules.cells_atlas.output.parquet,
 ]

@@ -3,17 +3,17 @@ if CFG.demo:
 
     rule demo_data:
         output:
-            manifest=DEMO_MANIFEST,
-        params:
-            task="demo",
-            out_dir=DEMO_DIR,
-            preset=CFG.demo.preset,
-            seed=CFG.demo.seed,
+            manifest=f"{DEMO_DIR}/demo.json",
         log:
             f"{DEMO_DIR}/logs/demo_data.log",
         benchmark:
             f"{DEMO_DIR}/logs/demo_data.tsv"
         resources:
             mem_mb=2000,
+        params:
+            task="demo",
+            out_dir=lambda w, output: str(Path(output.manifest).parent),
+            preset=CFG.demo.preset,
+            seed=CFG.demo.seed,
         script:
             TASK_SCRIPT

@@ -6,21 +6,19 @@ rule ingest:
     input:
         channel_source_inputs,
     output:
-        directory(f"{SD}/raw/{{channel}}.ome.zarr"),
-    params:
-        task="ingest",
-        channel=lambda w: CFG.channels.all()[w.channel].model_dump(mode="json"),
-        ingest=CFG.ingest.model_dump(mode="json"),
-    wildcard_constraints:
-        channel="[A-Za-z0-9_]+",
+        zarr=directory(f"{SD}/raw/{{channel}}.ome.zarr"),
     log:
         log_path("ingest_{channel}"),
     benchmark:
         bench_path("ingest_{channel}")
     resources:
         mem_mb=1000,
+    params:
+        task="ingest",
+        channel=lambda w: CFG.channels.all()[w.channel].model_dump(mode="json"),
+        ingest=CFG.ingest.model_dump(mode="json"),
     script:
         TASK_SCRIPT
 
 
-TARGETS += expand(f"{SD}/raw/{{channel}}.ome.zarr", channel=CHANNELS)
+TARGETS += expand(rules.ingest.output.zarr, channel=CHANNELS)

@@ -28,7 +28,20 @@ from spimflow.atlas.model import (
 from spimflow.atlas.ontology import DEFAULT_RGB, IdTable, Ontology, Region
 
 __all__ = [
-    "Atlas", "Ontology", "Region", "IdTable", "DEFAULT_RGB", "LEFT", "RIGHT",
-    "load_atlas", "load_brainglobe", "load_allen", "read_volume", "convert_hemispheres",
-    "lr_axis", "midline_sides", "midline_hemispheres", "nearest_voxels",
+    "Atlas",
+    "Ontology",
+    "Region",
+    "IdTable",
+    "DEFAULT_RGB",
+    "LEFT",
+    "RIGHT",
+    "load_atlas",
+    "load_brainglobe",
+    "load_allen",
+    "read_volume",
+    "convert_hemispheres",
+    "lr_axis",
+    "midline_sides",
+    "midline_hemispheres",
+    "nearest_voxels",
 ]

@@ -11,11 +11,11 @@ import io
 import json
 import logging
 import lzma
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
+import SimpleITK as sitk
 import tifffile
 
 from spimflow.atlas.model import LEFT, RIGHT, Atlas, lr_axis, midline_hemispheres
@@ -46,7 +46,6 @@ def read_volume(path: str | Path, what: str = "volume") -> np.ndarray:
         elif suffix in (".tif.lzma", ".tiff.lzma"):
             arr = tifffile.imread(io.BytesIO(lzma.decompress(path.read_bytes())))
         elif suffix in (".nrrd", ".mhd", ".mha", ".nii", ".nii.gz"):
-            import SimpleITK as sitk
             arr = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
         else:
             raise InputFileError(f"{path}: {what} must be one of {', '.join(VOLUME_SUFFIXES)}")
@@ -67,8 +66,9 @@ def _check_shape(arr: np.ndarray, expected: tuple[int, ...], path: Path, against
         raise InputFileError(f"{path}: shape {tuple(arr.shape)} differs from {against} {tuple(expected)}")
 
 
-def convert_hemispheres(volume: np.ndarray, orientation: str, values: Mapping[int, int] | None = None,
-                        source: str = "hemispheres") -> np.ndarray:
+def convert_hemispheres(
+    volume: np.ndarray, orientation: str, values: Mapping[int, int] | None = None, source: str = "hemispheres"
+) -> np.ndarray:
     """Any hemisphere volume → BrainGlobe values (1 left, 2 right, 0 outside).
 
     * ``values`` given: an explicit map {file value: 0/1/2}; every value in the file
@@ -90,8 +90,10 @@ def convert_hemispheres(volume: np.ndarray, orientation: str, values: Mapping[in
         bad = [v for v in table.values() if v not in (0, LEFT, RIGHT)]
         unlisted = [v for v in present if v not in table]
         if bad or unlisted:
-            raise ConfigError(f"{source}: hemisphere_values must map every value in the file "
-                              f"({present}) to 0, 1 (left) or 2 (right); got {dict(values)}")
+            raise ConfigError(
+                f"{source}: hemisphere_values must map every value in the file "
+                f"({present}) to 0, 1 (left) or 2 (right); got {dict(values)}"
+            )
         out = np.zeros(vol.shape, dtype=np.uint8)
         for k, v in table.items():
             if v:
@@ -100,8 +102,10 @@ def convert_hemispheres(volume: np.ndarray, orientation: str, values: Mapping[in
     if set(present) <= {0, LEFT, RIGHT}:
         return vol.astype(np.uint8)
     if len(present) != 2:
-        raise InputFileError(f"{source}: cannot convert hemisphere values {present[:10]} to left/right: "
-                             "expected 0/1/2 (BrainGlobe) or exactly two values (one per side)")
+        raise InputFileError(
+            f"{source}: cannot convert hemisphere values {present[:10]} to left/right: "
+            "expected 0/1/2 (BrainGlobe) or exactly two values (one per side)"
+        )
     ax = lr_axis(orientation)
     others = tuple(i for i in range(3) if i != ax)
     positions = np.arange(vol.shape[ax], dtype=np.float64)
@@ -110,8 +114,10 @@ def convert_hemispheres(volume: np.ndarray, orientation: str, values: Mapping[in
         profile = np.count_nonzero(vol == v, axis=others).astype(np.float64)
         means.append(float((profile * positions).sum() / profile.sum()))
     if abs(means[0] - means[1]) < vol.shape[ax] / 4:
-        raise InputFileError(f"{source}: the two hemisphere values {present} are not on opposite sides "
-                             f"of the l/r axis (axis {ax}); give an explicit value mapping")
+        raise InputFileError(
+            f"{source}: the two hemisphere values {present} are not on opposite sides "
+            f"of the l/r axis (axis {ax}); give an explicit value mapping"
+        )
     start_value = present[int(np.argmin(means))]
     code = check_origin_code(orientation)
     start_side = LEFT if code[ax] == "l" else RIGHT
@@ -175,14 +181,28 @@ def load_brainglobe(folder: str | Path) -> Atlas:
         hemispheres = midline_hemispheres(shape, meta["orientation"])
     else:
         hemispheres = None
-    return Atlas(annotation=annotation, reference=reference, hemispheres=hemispheres,
-                 voxel_size=tuple(float(v) for v in meta["resolution"]), orientation=meta["orientation"],
-                 ontology=ontology, name=str(meta.get("name") or folder.name), source=str(folder))
+    return Atlas(
+        annotation=annotation,
+        reference=reference,
+        hemispheres=hemispheres,
+        voxel_size=tuple(float(v) for v in meta["resolution"]),
+        orientation=meta["orientation"],
+        ontology=ontology,
+        name=str(meta.get("name") or folder.name),
+        source=str(folder),
+    )
 
 
-def load_allen(annotation: str | Path, ontology: str | Path | Ontology, voxel_size: Sequence[float],
-               orientation: str, reference: str | Path | None = None, hemispheres: str | Path | None = None,
-               hemisphere_values: Mapping[int, int] | None = None, name: str | None = None) -> Atlas:
+def load_allen(
+    annotation: str | Path,
+    ontology: str | Path | Ontology,
+    voxel_size: Sequence[float],
+    orientation: str,
+    reference: str | Path | None = None,
+    hemispheres: str | Path | None = None,
+    hemisphere_values: Mapping[int, int] | None = None,
+    name: str | None = None,
+) -> Atlas:
     """An atlas from separate files: label volume (.tif, .tif.lzma, .nrrd, .mhd, ...),
     ontology (Allen JSON / BrainGlobe structures.json / Allen CSV, or an
     :class:`Ontology`), (z, y, x) voxel size in µm and the BrainGlobe origin code of the
@@ -205,9 +225,16 @@ def load_allen(annotation: str | Path, ontology: str | Path | Ontology, voxel_si
         raw = read_volume(hemispheres, "hemispheres")
         _check_shape(raw, labels.shape, Path(hemispheres), f"annotation {annotation.name}")
         hemi = convert_hemispheres(raw, orientation, hemisphere_values, source=str(hemispheres))
-    return Atlas(annotation=labels, reference=ref, hemispheres=hemi, voxel_size=tuple(voxel_size),
-                 orientation=orientation, ontology=onto, name=name or annotation.name.split(".")[0],
-                 source=str(annotation))
+    return Atlas(
+        annotation=labels,
+        reference=ref,
+        hemispheres=hemi,
+        voxel_size=tuple(voxel_size),
+        orientation=orientation,
+        ontology=onto,
+        name=name or annotation.name.split(".")[0],
+        source=str(annotation),
+    )
 
 
 def load_atlas(cfg, base: str | Path = ".") -> Atlas:
@@ -219,18 +246,28 @@ def load_atlas(cfg, base: str | Path = ".") -> Atlas:
         atlas = load_brainglobe(base / cfg.path)
     elif cfg.format == "allen":
         atlas = load_allen(
-            base / cfg.annotation, base / cfg.ontology, cfg.voxel_size, cfg.orientation,
+            base / cfg.annotation,
+            base / cfg.ontology,
+            cfg.voxel_size,
+            cfg.orientation,
             reference=base / cfg.reference if cfg.reference is not None else None,
-            hemispheres=base / cfg.hemispheres if cfg.hemispheres is not None else None)
+            hemispheres=base / cfg.hemispheres if cfg.hemispheres is not None else None,
+        )
     else:  # the config model only allows the two formats above
         raise ConfigError(f"atlas.format: unknown atlas format {cfg.format!r}")
     unknown = atlas.unknown_labels()
     if unknown:
         total = sum(unknown.values())
         shown = ", ".join(f"{k} ({v} voxels)" for k, v in list(unknown.items())[:20])
-        log.warning("%s: %d label(s) in the annotation are not in the ontology (%d voxels; they keep "
-                    "their raw id and have no acronym): %s%s", atlas.source, len(unknown), total, shown,
-                    " ..." if len(unknown) > 20 else "")
+        log.warning(
+            "%s: %d label(s) in the annotation are not in the ontology (%d voxels; they keep "
+            "their raw id and have no acronym): %s%s",
+            atlas.source,
+            len(unknown),
+            total,
+            shown,
+            " ..." if len(unknown) > 20 else "",
+        )
     if cfg.hemisphere != "both":
         atlas = atlas.crop_hemisphere(cfg.hemisphere)
     return atlas

@@ -99,11 +99,15 @@ class Atlas:
         for what in ("reference", "hemispheres"):
             vol = getattr(self, what)
             if vol is not None and vol.shape != self.annotation.shape:
-                raise InputFileError(f"{where}: {what} shape {vol.shape} differs from annotation shape "
-                                     f"{self.annotation.shape}")
+                raise InputFileError(
+                    f"{where}: {what} shape {vol.shape} differs from annotation shape {self.annotation.shape}"
+                )
         if self.hemispheres is not None:
-            if self.hemispheres.dtype.kind not in "iu" or self.hemispheres.max(initial=0) > 2 \
-                    or self.hemispheres.min(initial=0) < 0:
+            if (
+                self.hemispheres.dtype.kind not in "iu"
+                or self.hemispheres.max(initial=0) > 2
+                or self.hemispheres.min(initial=0) < 0
+            ):
                 raise InputFileError(f"{where}: hemispheres must hold 0 (outside), 1 (left), 2 (right)")
             self.hemispheres = self.hemispheres.astype(np.uint8, copy=False)
         vs = tuple(float(v) for v in self.voxel_size)
@@ -154,10 +158,10 @@ class Atlas:
         strays = self.annotation[~known]
         strays = strays[strays != 0]
         labels, counts = np.unique(strays, return_counts=True)
-        return {int(l): int(c) for l, c in zip(labels, counts)}
+        return {int(lab): int(c) for lab, c in zip(labels, counts)}
 
     # -- derived atlases ------------------------------------------------------------------
-    def crop_hemisphere(self, side: Literal["left", "right"]) -> "Atlas":
+    def crop_hemisphere(self, side: Literal["left", "right"]) -> Atlas:
         """A new atlas holding one hemisphere.
 
         Along the l/r axis the volume is cut at the far edge of that hemisphere's voxels
@@ -175,8 +179,10 @@ class Atlas:
         hemi = self.hemisphere_volume()
         present = np.flatnonzero(np.any(hemi == value, axis=other_axes))
         if present.size == 0:
-            raise InputFileError(f"{self.source or self.name}: no voxel of the {side} hemisphere "
-                                 f"(value {value}) in the hemisphere volume")
+            raise InputFileError(
+                f"{self.source or self.name}: no voxel of the {side} hemisphere "
+                f"(value {value}) in the hemisphere volume"
+            )
         # Which end of the axis this hemisphere sits at: compare its mean position with the other's.
         other = np.flatnonzero(np.any(hemi == (RIGHT if value == LEFT else LEFT), axis=other_axes))
         at_start = present.mean() < (other.mean() if other.size else (n - 1) / 2)
@@ -191,10 +197,18 @@ class Atlas:
         reference = None if self.reference is None else self.reference[sl_t].copy()
         offset = list(self.offset)
         offset[ax] += lo
-        return replace(self, annotation=annotation, hemispheres=hemispheres, reference=reference,
-                       offset=tuple(offset), name=f"{self.name} ({side} hemisphere)")
+        return replace(
+            self,
+            annotation=annotation,
+            hemispheres=hemispheres,
+            reference=reference,
+            offset=tuple(offset),
+            name=f"{self.name} ({side} hemisphere)",
+        )
 
     def __repr__(self) -> str:
-        return (f"Atlas({self.name!r}, shape={self.shape}, voxel_size={self.voxel_size}, "
-                f"orientation={self.orientation!r}, reference={self.reference is not None}, "
-                f"hemispheres={self.hemispheres is not None}, {len(self.ontology)} regions)")
+        return (
+            f"Atlas({self.name!r}, shape={self.shape}, voxel_size={self.voxel_size}, "
+            f"orientation={self.orientation!r}, reference={self.reference is not None}, "
+            f"hemispheres={self.hemispheres is not None}, {len(self.ontology)} regions)"
+        )

@@ -42,7 +42,7 @@ DEFAULT_RGB: RGB = (128, 128, 128)
 # Labels below this are looked up in a dense table (8 MB of int64); larger ids (the Allen
 # CCF has a few around 6e8) go through a sorted search on the few voxels that carry them.
 _DENSE_LIMIT = 1 << 20
-_CHUNK = 1 << 22   # labels per vectorised pass
+_CHUNK = 1 << 22  # labels per vectorised pass
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class IdTable:
         flat = labels.reshape(-1)
         values = np.empty(flat.size, dtype=self.dtype)
         found = np.empty(flat.size, dtype=bool)
-        for start in range(0, flat.size, _CHUNK):   # bounded temporaries for whole volumes
+        for start in range(0, flat.size, _CHUNK):  # bounded temporaries for whole volumes
             stop = min(start + _CHUNK, flat.size)
             values[start:stop], found[start:stop] = self._apply_flat(flat[start:stop])
         return values.reshape(labels.shape), found.reshape(labels.shape)
@@ -89,11 +89,11 @@ class IdTable:
     def _apply_flat(self, lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = self.dense_values.size
         in_dense = lab < n if lab.dtype.kind == "u" else (lab >= 0) & (lab < n)
-        safe = np.where(in_dense, lab, 0).astype(np.intp)   # intp indices gather much faster
+        safe = np.where(in_dense, lab, 0).astype(np.intp)  # intp indices gather much faster
         values = self.dense_values[safe]
         found = self.dense_found[safe]
         found &= in_dense
-        rest = np.flatnonzero(~in_dense)          # the few large (or negative) labels
+        rest = np.flatnonzero(~in_dense)  # the few large (or negative) labels
         if rest.size:
             other = lab[rest].astype(np.int64)
             values[rest] = 0
@@ -129,7 +129,8 @@ class Ontology:
             elif r.parent_id not in self._regions:
                 raise InputFileError(
                     f"{self.source}: region {r.id} ({r.acronym}) has parent id {r.parent_id}, "
-                    "which is not in the ontology")
+                    "which is not in the ontology"
+                )
             else:
                 self._children[r.parent_id].append(r.id)
         self._roots = tuple(roots)
@@ -143,7 +144,8 @@ class Ontology:
             stuck = sorted(set(self._regions) - set(self._path))
             raise InputFileError(
                 f"{self.source}: parent links form a cycle (no root above ids {stuck[:10]}"
-                f"{' ...' if len(stuck) > 10 else ''})")
+                f"{' ...' if len(stuck) > 10 else ''})"
+            )
         self._by_acronym: dict[str, list[int]] = {}
         for r in self._regions.values():
             self._by_acronym.setdefault(r.acronym, []).append(r.id)
@@ -249,16 +251,18 @@ class Ontology:
     def to_frame(self) -> pd.DataFrame:
         """One row per region: id, acronym, name, parent_id (nullable Int64), depth, r, g, b."""
         regs = list(self._regions.values())
-        return pd.DataFrame({
-            "id": np.array([r.id for r in regs], dtype=np.int64),
-            "acronym": [r.acronym for r in regs],
-            "name": [r.name for r in regs],
-            "parent_id": pd.array([r.parent_id for r in regs], dtype="Int64"),
-            "depth": np.array([len(self._path[r.id]) - 1 for r in regs], dtype=np.int64),
-            "r": np.array([r.rgb[0] for r in regs], dtype=np.uint8),
-            "g": np.array([r.rgb[1] for r in regs], dtype=np.uint8),
-            "b": np.array([r.rgb[2] for r in regs], dtype=np.uint8),
-        })
+        return pd.DataFrame(
+            {
+                "id": np.array([r.id for r in regs], dtype=np.int64),
+                "acronym": [r.acronym for r in regs],
+                "name": [r.name for r in regs],
+                "parent_id": pd.array([r.parent_id for r in regs], dtype="Int64"),
+                "depth": np.array([len(self._path[r.id]) - 1 for r in regs], dtype=np.int64),
+                "r": np.array([r.rgb[0] for r in regs], dtype=np.uint8),
+                "g": np.array([r.rgb[1] for r in regs], dtype=np.uint8),
+                "b": np.array([r.rgb[2] for r in regs], dtype=np.uint8),
+            }
+        )
 
     # -- vectorised label helpers -----------------------------------------------------
     def contains(self, labels: np.ndarray) -> np.ndarray:
@@ -291,7 +295,7 @@ class Ontology:
 
     # -- readers ----------------------------------------------------------------------------
     @classmethod
-    def from_allen_json(cls, path: str | Path) -> "Ontology":
+    def from_allen_json(cls, path: str | Path) -> Ontology:
         """Allen structure graph JSON: nested ``children``, under ``msg[0]`` (Allen API /
         ClearMap), as a top-level list of root nodes, or as a bare root dict. A flat list
         of nodes linked by ``parent_structure_id`` also works. Within a nested tree the
@@ -308,7 +312,8 @@ class Ontology:
         if not isinstance(nodes, list) or not nodes:
             raise InputFileError(
                 f"{path}: expected an Allen structure graph (a root node, a list of nodes, "
-                "or {'msg': [root]}), found no structure nodes")
+                "or {'msg': [root]}), found no structure nodes"
+            )
         regions: list[Region] = []
         stack: list[tuple[Any, int | None, bool]] = [(n, None, False) for n in reversed(nodes)]
         while stack:
@@ -328,7 +333,7 @@ class Ontology:
         return cls(regions, source=str(path))
 
     @classmethod
-    def from_brainglobe(cls, path: str | Path) -> "Ontology":
+    def from_brainglobe(cls, path: str | Path) -> Ontology:
         """BrainGlobe ``structures.json``: a list of {id, acronym, name,
         structure_id_path (root ... id), rgb_triplet}."""
         path = Path(path)
@@ -341,7 +346,8 @@ class Ontology:
             sip = node.get("structure_id_path")
             if not isinstance(sip, list) or not sip or _as_int(sip[-1], "structure_id_path", path, rid) != rid:
                 raise InputFileError(
-                    f"{path}: region {rid} needs 'structure_id_path' ending with its own id, got {sip!r}")
+                    f"{path}: region {rid} needs 'structure_id_path' ending with its own id, got {sip!r}"
+                )
             parent = _as_int(sip[-2], "structure_id_path", path, rid) if len(sip) > 1 else None
             rgb = node.get("rgb_triplet")
             rgb = DEFAULT_RGB if rgb is None else _rgb3(rgb, path, rid)
@@ -349,7 +355,7 @@ class Ontology:
         return cls(regions, source=str(path))
 
     @classmethod
-    def from_allen_csv(cls, path: str | Path) -> "Ontology":
+    def from_allen_csv(cls, path: str | Path) -> Ontology:
         """Flat Allen table (ClearMap 1's ``ARA2_annotation_info_collapse.csv``):
         columns id, name, acronym, red, green, blue, parent_id (empty for a root); other
         columns are ignored."""
@@ -362,8 +368,10 @@ class Ontology:
             raise InputFileError(f"{path}: not a readable CSV table: {exc}") from None
         missing = [c for c in ("id", "acronym", "parent_id") if c not in df.columns]
         if missing:
-            raise InputFileError(f"{path}: missing column(s) {', '.join(missing)} "
-                                 "(expected id,name,acronym,red,green,blue,...,parent_id)")
+            raise InputFileError(
+                f"{path}: missing column(s) {', '.join(missing)} "
+                "(expected id,name,acronym,red,green,blue,...,parent_id)"
+            )
         regions = []
         for i, row in enumerate(df.to_dict("records")):
             if pd.isna(row["id"]) or pd.isna(row["acronym"]) or str(row["acronym"]) == "":
@@ -375,12 +383,13 @@ class Ontology:
             else:
                 rgb = DEFAULT_RGB
             name = row.get("name")
-            regions.append(Region(rid, str(row["acronym"]), str(name) if not pd.isna(name) else str(row["acronym"]),
-                                  parent, rgb))
+            regions.append(
+                Region(rid, str(row["acronym"]), str(name) if not pd.isna(name) else str(row["acronym"]), parent, rgb)
+            )
         return cls(regions, source=str(path))
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "Ontology":
+    def from_file(cls, path: str | Path) -> Ontology:
         """Any of the three formats: ``.csv`` → Allen CSV; JSON whose entries carry
         ``structure_id_path`` → BrainGlobe; other JSON → Allen structure graph."""
         path = Path(path)
@@ -393,6 +402,7 @@ class Ontology:
 
 
 # -- parsing helpers -----------------------------------------------------------------------
+
 
 def _read_json(path: Path) -> Any:
     if not path.is_file():

@@ -43,8 +43,8 @@ from spimflow.demo.sample import (
 )
 from spimflow.demo.truth import true_resampled_to_atlas, true_sample_to_atlas
 from spimflow.errors import ConfigError
+from spimflow.geometry import ResampleGrid
 from spimflow.io.atomic import atomic_path
-from spimflow.steps.resample import ResampleGrid
 
 __all__ = ["make_demo", "load_truth", "true_sample_to_atlas", "true_resampled_to_atlas", "PRESETS"]
 DEMO_VERSION = "1"
@@ -70,13 +70,20 @@ def _write_sample(folder: Path, atlas: DemoAtlas, tf: dict, geom: ResampleGrid, 
 
 
 def _cells_table(cells: dict) -> pd.DataFrame:
-    return pd.DataFrame({
-        "z": cells["raw"][:, 0], "y": cells["raw"][:, 1], "x": cells["raw"][:, 2],
-        "az": cells["atlas"][:, 0], "ay": cells["atlas"][:, 1], "ax": cells["atlas"][:, 2],
-        "region_id": cells["region"],
-        "hemisphere": [HEMISPHERE_NAMES[int(h)] for h in cells["hemisphere"]],
-        "intensity": cells["amplitude"], "radius_um": cells["sigma_um"],
-    })
+    return pd.DataFrame(
+        {
+            "z": cells["raw"][:, 0],
+            "y": cells["raw"][:, 1],
+            "x": cells["raw"][:, 2],
+            "az": cells["atlas"][:, 0],
+            "ay": cells["atlas"][:, 1],
+            "ax": cells["atlas"][:, 2],
+            "region_id": cells["region"],
+            "hemisphere": [HEMISPHERE_NAMES[int(h)] for h in cells["hemisphere"]],
+            "intensity": cells["amplitude"],
+            "radius_um": cells["sigma_um"],
+        }
+    )
 
 
 def _region_counts(table: pd.DataFrame, atlas: DemoAtlas) -> pd.DataFrame:
@@ -84,8 +91,15 @@ def _region_counts(table: pd.DataFrame, atlas: DemoAtlas) -> pd.DataFrame:
     for s in atlas.leaves:
         for hemi in ("left", "right"):
             n = int(((table.region_id == s.id) & (table.hemisphere == hemi)).sum())
-            rows.append({"region_id": s.id, "acronym": s.acronym, "hemisphere": hemi, "count": n,
-                         "density_per_mm3": atlas.leaf_density_per_mm3[s.id]})
+            rows.append(
+                {
+                    "region_id": s.id,
+                    "acronym": s.acronym,
+                    "hemisphere": hemi,
+                    "count": n,
+                    "density_per_mm3": atlas.leaf_density_per_mm3[s.id],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -115,11 +129,14 @@ def make_demo(out_dir: str | Path, preset: str = "small", seed: int = 0) -> dict
     cells = place_cells(geom, atlas, tf, p, rng)
     truth = {
         "transform": tf,
-        "sample_shape": list(geom.raw_shape), "sample_voxel_size_um": list(geom.raw_voxel_size),
-        "sample_orientation": SAMPLE_ORIENTATION, "atlas_orientation": ATLAS_ORIENTATION,
-        "atlas_shape": list(atlas.annotation.shape), "atlas_voxel_size_um": [ATLAS_VOXEL_UM] * 3,
+        "sample_shape": list(geom.raw_shape),
+        "sample_voxel_size_um": list(geom.raw_voxel_size),
+        "sample_orientation": SAMPLE_ORIENTATION,
+        "atlas_orientation": ATLAS_ORIENTATION,
+        "atlas_shape": list(atlas.annotation.shape),
+        "atlas_voxel_size_um": [ATLAS_VOXEL_UM] * 3,
         "convention": "a_um = c_atlas + A (p - c_sample) + t + sum amp*sin(2π wave·(p - c_sample) + phase); "
-                      "p = oriented sample voxel × oriented voxel size (see spimflow.demo.truth)",
+        "p = oriented sample voxel × oriented voxel size (see spimflow.demo.truth)",
     }
     with atomic_path(out / "atlas") as tmp:
         _write_atlas(tmp, atlas)
@@ -128,16 +145,25 @@ def make_demo(out_dir: str | Path, preset: str = "small", seed: int = 0) -> dict
     with atomic_path(out / "truth") as tmp:
         table = _write_truth(tmp, atlas, truth, geom, cells)
     manifest = {
-        "version": DEMO_VERSION, "preset": preset, "seed": seed,
-        "atlas": "atlas", "sample": {"autofluorescence": "sample/autofluorescence/Z\\d{4}.tif",
-                                     "signal": "sample/signal/Z\\d{4}.tif"},
-        "truth": {"cells": "truth/cells.csv", "region_counts": "truth/region_counts.csv",
-                  "transform": "truth/transform.json",
-                  "annotation_in_resampled": "truth/annotation_in_resampled.tif"},
-        "sample_shape": list(geom.raw_shape), "sample_voxel_size_um": list(geom.raw_voxel_size),
-        "sample_orientation": SAMPLE_ORIENTATION, "atlas_shape": list(atlas.annotation.shape),
-        "atlas_voxel_size_um": [ATLAS_VOXEL_UM] * 3, "atlas_orientation": ATLAS_ORIENTATION,
-        "n_cells": int(len(table)), "seconds": round(time.perf_counter() - t0, 2),
+        "version": DEMO_VERSION,
+        "preset": preset,
+        "seed": seed,
+        "atlas": "atlas",
+        "sample": {"autofluorescence": "sample/autofluorescence/Z\\d{4}.tif", "signal": "sample/signal/Z\\d{4}.tif"},
+        "truth": {
+            "cells": "truth/cells.csv",
+            "region_counts": "truth/region_counts.csv",
+            "transform": "truth/transform.json",
+            "annotation_in_resampled": "truth/annotation_in_resampled.tif",
+        },
+        "sample_shape": list(geom.raw_shape),
+        "sample_voxel_size_um": list(geom.raw_voxel_size),
+        "sample_orientation": SAMPLE_ORIENTATION,
+        "atlas_shape": list(atlas.annotation.shape),
+        "atlas_voxel_size_um": [ATLAS_VOXEL_UM] * 3,
+        "atlas_orientation": ATLAS_ORIENTATION,
+        "n_cells": int(len(table)),
+        "seconds": round(time.perf_counter() - t0, 2),
     }
     with atomic_path(out / "demo.json") as tmp:
         tmp.write_text(json.dumps(manifest, indent=2))

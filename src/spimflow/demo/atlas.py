@@ -25,18 +25,18 @@ import numpy as np
 from scipy import ndimage
 
 ATLAS_NAME = "spimflow_demo_25um"
-ATLAS_SHAPE = (72, 48, 64)          # (a/p, s/i, r/l) voxels
+ATLAS_SHAPE = (72, 48, 64)  # (a/p, s/i, r/l) voxels
 ATLAS_VOXEL_UM = 25.0
 ATLAS_ORIENTATION = "asr"
 ROOT_ID = 997
 MIN_MARGIN_VOXELS = 4
 MIN_LEAF_VOXELS_PER_HEMISPHERE = 150
-_ATLAS_SEED = 20240917              # fixed: the atlas does not depend on the demo seed
+_ATLAS_SEED = 20240917  # fixed: the atlas does not depend on the demo seed
 
 # Brain shape (voxels): centre and semi-axes of the base ellipsoid.
-_CENTRE = (35.5, 23.5)             # a/p, s/i; the l/r centre is the midline
+_CENTRE = (35.5, 23.5)  # a/p, s/i; the l/r centre is the midline
 _R_AP = 30.5
-_R_SUP, _R_INF = 18.5, 15.5         # dorsal half is taller than the flat ventral half
+_R_SUP, _R_INF = 18.5, 15.5  # dorsal half is taller than the flat ventral half
 _R_LR = 26.5
 
 # (acronym, name, hue, base reference level, n subdivisions, n leaves per subdivision)
@@ -73,17 +73,22 @@ class Structure:
     rgb: tuple[int, int, int]
 
     def to_json(self) -> dict:
-        return {"acronym": self.acronym, "id": self.id, "name": self.name,
-                "structure_id_path": list(self.path), "rgb_triplet": list(self.rgb)}
+        return {
+            "acronym": self.acronym,
+            "id": self.id,
+            "name": self.name,
+            "structure_id_path": list(self.path),
+            "rgb_triplet": list(self.rgb),
+        }
 
 
 @dataclass
 class DemoAtlas:
     """Volumes in (a/p, s/i, r/l) order plus the ontology and per-leaf properties."""
 
-    annotation: np.ndarray            # uint32, leaf ids, 0 outside
-    reference: np.ndarray             # uint16 template intensity
-    hemispheres: np.ndarray           # uint8, 1 left, 2 right, 0 outside
+    annotation: np.ndarray  # uint32, leaf ids, 0 outside
+    reference: np.ndarray  # uint16 template intensity
+    hemispheres: np.ndarray  # uint8, 1 left, 2 right, 0 outside
     structures: list[Structure]
     leaf_density_per_mm3: dict[int, float] = field(default_factory=dict)
 
@@ -95,22 +100,30 @@ class DemoAtlas:
     def metadata(self) -> dict:
         """BrainGlobe ``metadata.json`` content."""
         return {
-            "name": ATLAS_NAME, "citation": "synthetic", "atlas_link": "",
-            "species": "Mus musculus (synthetic)", "symmetric": True,
-            "resolution": [ATLAS_VOXEL_UM] * 3, "orientation": ATLAS_ORIENTATION,
-            "version": "0.1", "shape": list(self.annotation.shape),
-            "trasform_to_bg": np.eye(4).tolist(), "additional_references": [],
+            "name": ATLAS_NAME,
+            "citation": "synthetic",
+            "atlas_link": "",
+            "species": "Mus musculus (synthetic)",
+            "symmetric": True,
+            "resolution": [ATLAS_VOXEL_UM] * 3,
+            "orientation": ATLAS_ORIENTATION,
+            "version": "0.1",
+            "shape": list(self.annotation.shape),
+            "trasform_to_bg": np.eye(4).tolist(),
+            "additional_references": [],
         }
 
 
 # -- geometry of the right half ---------------------------------------------------------------
 
+
 def _half_coordinates(shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Voxel coordinates (u, v, lateral distance from the midline) of the right half
     (axis-2 indices 0 .. n/2-1; with "asr" low axis-2 indices are right)."""
     nu, nv, nw = shape
-    u, v, w = np.meshgrid(np.arange(nu, dtype=float), np.arange(nv, dtype=float),
-                          np.arange(nw // 2, dtype=float), indexing="ij")
+    u, v, w = np.meshgrid(
+        np.arange(nu, dtype=float), np.arange(nv, dtype=float), np.arange(nw // 2, dtype=float), indexing="ij"
+    )
     lateral = (nw - 1) / 2.0 - w
     return u, v, lateral
 
@@ -121,13 +134,13 @@ def _normalised(u, v, lateral):
     dv = v - _CENTRE[1]
     r_si = 0.5 * (_R_SUP + _R_INF) - 0.5 * (_R_SUP - _R_INF) * np.tanh(dv / 4.0)
     V = dv / r_si
-    r_lr = _R_LR * (0.80 + 0.20 / (1.0 + np.exp(-(U + 0.35) / 0.15)))   # narrower anteriorly
+    r_lr = _R_LR * (0.80 + 0.20 / (1.0 + np.exp(-(U + 0.35) / 0.15)))  # narrower anteriorly
     W = lateral / r_lr
-    rho = np.sqrt(U ** 2 + V ** 2 + W ** 2)
+    rho = np.sqrt(U**2 + V**2 + W**2)
     # dents (never bulges, so the margin holds): a dorsal groove between cerebrum and
     # cerebellum, and a shallow ventral notch behind the striatum.
-    groove = 0.10 * np.exp(-((U - 0.5) ** 2) / (2 * 0.06 ** 2)) * (V < 0) * np.clip(-V * 2, 0, 1)
-    notch = 0.06 * np.exp(-((U + 0.1) ** 2 + (W - 0.0) ** 2) / (2 * 0.2 ** 2)) * (V > 0)
+    groove = 0.10 * np.exp(-((U - 0.5) ** 2) / (2 * 0.06**2)) * (V < 0) * np.clip(-V * 2, 0, 1)
+    notch = 0.06 * np.exp(-((U + 0.1) ** 2 + (W - 0.0) ** 2) / (2 * 0.2**2)) * (V > 0)
     return U, V, W, rho * (1.0 + groove + notch)
 
 
@@ -191,7 +204,7 @@ def build_atlas() -> DemoAtlas:
 
     half = np.zeros(u.shape, dtype=np.uint32)
     structures = [Structure(ROOT_ID, "root", "root", (ROOT_ID,), (255, 255, 255))]
-    level = {}                                  # leaf id -> reference level
+    level = {}  # leaf id -> reference level
     positions = np.stack([u, v, lateral], axis=-1)
     for mi, (acr, name, hue, base, n_sub, n_leaf) in enumerate(_MAJORS):
         mid = 100 * (mi + 1)
@@ -208,8 +221,7 @@ def build_atlas() -> DemoAtlas:
             word = (words[0] if n_sub == 2 else words[1])[si]
             s_acr = f"{acr}{words[2][si] if n_sub == 3 else word[0]}"
             s_name = f"{name}, {word} division"
-            structures.append(Structure(sid, s_acr, s_name, (ROOT_ID, mid, sid),
-                                        _rgb(hue + 0.04 * si, 0.52, 0.45)))
+            structures.append(Structure(sid, s_acr, s_name, (ROOT_ID, mid, sid), _rgb(hue + 0.04 * si, 0.52, 0.45)))
             in_sub = sub_lab == j
             leaf_lab = _kmeans(pts[in_sub], n_leaf, rng)
             lorder, laxis = _order_clusters(pts[in_sub], leaf_lab, n_leaf)
@@ -219,10 +231,19 @@ def build_atlas() -> DemoAtlas:
                 lid = sid + li + 1
                 lword = (lwords[0] if n_leaf == 2 else lwords[1])[li]
                 k = si * n_leaf + li
-                structures.append(Structure(
-                    lid, f"{s_acr}{li + 1}", f"{s_name}, {lword} part", (ROOT_ID, mid, sid, lid),
-                    _rgb(hue + 0.12 * (k / (n_sub * n_leaf - 1) - 0.5),
-                         0.28 + 0.44 * ((3 * k) % (n_sub * n_leaf)) / (n_sub * n_leaf), 0.75)))
+                structures.append(
+                    Structure(
+                        lid,
+                        f"{s_acr}{li + 1}",
+                        f"{s_name}, {lword} part",
+                        (ROOT_ID, mid, sid, lid),
+                        _rgb(
+                            hue + 0.12 * (k / (n_sub * n_leaf - 1) - 0.5),
+                            0.28 + 0.44 * ((3 * k) % (n_sub * n_leaf)) / (n_sub * n_leaf),
+                            0.75,
+                        ),
+                    )
+                )
                 leaf_ids[leaf_lab == lj] = lid
                 level[lid] = base * leaf_factors[k]
             ids_major[in_sub] = leaf_ids
@@ -231,12 +252,11 @@ def build_atlas() -> DemoAtlas:
     half = _drop_fragments(half)
     annotation = np.concatenate([half, half[..., ::-1]], axis=2)
     nw = shape[2]
-    hemi = np.where(np.arange(nw) < nw // 2, 2, 1).astype(np.uint8)       # asr: low index = right
+    hemi = np.where(np.arange(nw) < nw // 2, 2, 1).astype(np.uint8)  # asr: low index = right
     hemispheres = np.where(annotation > 0, hemi[None, None, :], 0).astype(np.uint8)
     major_full = np.concatenate([major, major[..., ::-1]], axis=2)
     reference = _reference(annotation, major_full, level, rng)
-    atlas = DemoAtlas(annotation, reference, hemispheres, structures,
-                      _leaf_densities(sorted(level), rng))
+    atlas = DemoAtlas(annotation, reference, hemispheres, structures, _leaf_densities(sorted(level), rng))
     check_atlas(atlas)
     return atlas
 
@@ -258,8 +278,9 @@ def _drop_fragments(labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def _reference(annotation: np.ndarray, major: np.ndarray, level: dict[int, float],
-               rng: np.random.Generator) -> np.ndarray:
+def _reference(
+    annotation: np.ndarray, major: np.ndarray, level: dict[int, float], rng: np.random.Generator
+) -> np.ndarray:
     """Template intensity: a level per leaf, dark 1-voxel seams between major divisions and
     at the dorsal midline, mild smooth texture, slight blur; ~0 outside the brain."""
     lut = np.zeros(int(annotation.max()) + 1, dtype=np.float64)
@@ -275,7 +296,7 @@ def _reference(annotation: np.ndarray, major: np.ndarray, level: dict[int, float
         s[1:] |= diff
     nw = annotation.shape[2]
     midline = np.zeros_like(seam)
-    midline[:, :, nw // 2 - 1: nw // 2 + 1] = True
+    midline[:, :, nw // 2 - 1 : nw // 2 + 1] = True
     names = [m[0] for m in _MAJORS]
     seam |= midline & (major == names.index("CTX"))
     ref[seam] *= 0.55
@@ -301,8 +322,11 @@ def check_atlas(atlas: DemoAtlas) -> None:
     ann = atlas.annotation
     assert np.array_equal(ann, ann[..., ::-1]), "annotation must be mirror-symmetric"
     zz, yy, xx = np.nonzero(ann)
-    for lo, hi, n in ((zz.min(), zz.max(), ann.shape[0]), (yy.min(), yy.max(), ann.shape[1]),
-                      (xx.min(), xx.max(), ann.shape[2])):
+    for lo, hi, n in (
+        (zz.min(), zz.max(), ann.shape[0]),
+        (yy.min(), yy.max(), ann.shape[1]),
+        (xx.min(), xx.max(), ann.shape[2]),
+    ):
         assert lo >= MIN_MARGIN_VOXELS and n - 1 - hi >= MIN_MARGIN_VOXELS, "brain margin too small"
     right = ann[..., : ann.shape[2] // 2]
     ids, counts = np.unique(right[right > 0], return_counts=True)

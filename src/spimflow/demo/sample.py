@@ -14,8 +14,8 @@ from scipy import ndimage
 
 from spimflow.demo.atlas import ATLAS_ORIENTATION, ATLAS_VOXEL_UM, DemoAtlas
 from spimflow.demo.truth import oriented_um_to_atlas_um, random_transform
+from spimflow.geometry import ResampleGrid
 from spimflow.orientation import Orientation
-from spimflow.steps.resample import ResampleGrid
 
 SAMPLE_ORIENTATION = "ipl"
 CAMERA_OFFSET = 100.0
@@ -24,11 +24,11 @@ READ_NOISE = 6.0
 
 @dataclass(frozen=True)
 class Preset:
-    voxel_size_um: tuple[float, float, float]   # raw sample (z, y, x)
-    cell_sigma_um: tuple[float, float]          # range of blob sigma
-    amplitude: tuple[float, float]              # range of peak amplitude above background
+    voxel_size_um: tuple[float, float, float]  # raw sample (z, y, x)
+    cell_sigma_um: tuple[float, float]  # range of blob sigma
+    amplitude: tuple[float, float]  # range of peak amplitude above background
     min_distance_um: float
-    density_scale: float                        # multiplies the atlas' per-region densities
+    density_scale: float  # multiplies the atlas' per-region densities
 
 
 PRESETS = {
@@ -70,8 +70,7 @@ def make_transform(geom: ResampleGrid, atlas_shape, rng: np.random.Generator) ->
 
 def pull_atlas(volume: np.ndarray, atlas_vox: np.ndarray, order: int) -> np.ndarray:
     """Sample an atlas volume at (n, 3) atlas voxel coordinates (0 outside)."""
-    return ndimage.map_coordinates(volume, atlas_vox.T, order=order, mode="constant", cval=0,
-                                   prefilter=False)
+    return ndimage.map_coordinates(volume, atlas_vox.T, order=order, mode="constant", cval=0, prefilter=False)
 
 
 def illumination(geom: ResampleGrid) -> np.ndarray:
@@ -82,8 +81,9 @@ def illumination(geom: ResampleGrid) -> np.ndarray:
     return gy[:, None] * gx[None, :]
 
 
-def place_cells(geom: ResampleGrid, atlas: DemoAtlas, tf: dict, preset: Preset,
-                rng: np.random.Generator) -> dict[str, np.ndarray]:
+def place_cells(
+    geom: ResampleGrid, atlas: DemoAtlas, tf: dict, preset: Preset, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
     """Cells uniformly proposed in the sample, kept with probability density(region)/max,
     never closer than ``min_distance_um``; returns raw positions, atlas positions, regions."""
     dens = {k: v * preset.density_scale for k, v in atlas.leaf_density_per_mm3.items()}
@@ -102,7 +102,9 @@ def place_cells(geom: ResampleGrid, atlas: DemoAtlas, tf: dict, preset: Preset,
     raw, atlas_vox, region = raw[accepted], atlas_vox[accepted], region[accepted]
     n = len(raw)
     return {
-        "raw": raw, "atlas": atlas_vox, "region": region,
+        "raw": raw,
+        "atlas": atlas_vox,
+        "region": region,
         "hemisphere": pull_atlas(atlas.hemispheres, atlas_vox, order=0).astype(np.int64),
         "sigma_um": rng.uniform(*preset.cell_sigma_um, n),
         "amplitude": rng.uniform(*preset.amplitude, n),
@@ -120,7 +122,7 @@ def _thin_by_distance(points_um: np.ndarray, min_dist: float) -> np.ndarray:
             for dy in (-1, 0, 1):
                 for dx in (-1, 0, 1):
                     for j in grid.get((c[0] + dz, c[1] + dy, c[2] + dx), ()):
-                        if np.sum((points_um[j] - p) ** 2) < min_dist ** 2:
+                        if np.sum((points_um[j] - p) ** 2) < min_dist**2:
                             near = True
                             break
                     if near:
@@ -154,8 +156,9 @@ def render_cells_plane(z: int, cells: dict[str, np.ndarray], geom: ResampleGrid)
     return out
 
 
-def render_planes(z: int, atlas: DemoAtlas, tf: dict, geom: ResampleGrid, cells: dict,
-                  flat: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def render_planes(
+    z: int, atlas: DemoAtlas, tf: dict, geom: ResampleGrid, cells: dict, flat: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(autofluorescence, signal) uint16 planes for raw plane z: atlas reference pulled
     through T, the flat-field, cell blobs, photon (Poisson) and read noise."""
     rng = np.random.default_rng([seed, z, 7])

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from spimflow.geometry import ResampleGrid
 from spimflow.orientation import Orientation
-from spimflow.steps.resample import ResampleGrid
 
 
 def _rotation(angles_deg) -> np.ndarray:
@@ -44,9 +44,14 @@ def random_transform(rng: np.random.Generator, c_sample, c_atlas, max_deformatio
         amps.append(rng.uniform(-1, 1, 3) * max_deformation_um / (2 * np.sqrt(3)))
         phases.append(rng.uniform(0, 2 * np.pi, 3))
     return {
-        "A": A.tolist(), "rotation_deg": angles.tolist(), "scale": scales.tolist(),
-        "t_um": t.tolist(), "c_sample_um": list(map(float, c_sample)), "c_atlas_um": list(map(float, c_atlas)),
-        "waves_per_um": np.array(waves).tolist(), "amplitude_um": np.array(amps).tolist(),
+        "A": A.tolist(),
+        "rotation_deg": angles.tolist(),
+        "scale": scales.tolist(),
+        "t_um": t.tolist(),
+        "c_sample_um": list(map(float, c_sample)),
+        "c_atlas_um": list(map(float, c_atlas)),
+        "waves_per_um": np.array(waves).tolist(),
+        "amplitude_um": np.array(amps).tolist(),
         "phase": np.array(phases).tolist(),
     }
 
@@ -64,8 +69,9 @@ def oriented_um_to_atlas_um(p_um: np.ndarray, tf: dict[str, Any]) -> np.ndarray:
 def sample_grid(truth: dict[str, Any]) -> ResampleGrid:
     """The resampling grid of the demo sample (raw voxels ↔ resampled/oriented voxels)."""
     orient = Orientation.from_codes(truth["sample_orientation"], truth["atlas_orientation"])
-    return ResampleGrid(tuple(truth["sample_shape"]), tuple(truth["sample_voxel_size_um"]), orient,
-                        tuple(truth["atlas_voxel_size_um"]))
+    return ResampleGrid(
+        tuple(truth["sample_shape"]), tuple(truth["sample_voxel_size_um"]), orient, tuple(truth["atlas_voxel_size_um"])
+    )
 
 
 def raw_to_oriented_um(points_raw: np.ndarray, truth: dict[str, Any]) -> np.ndarray:

@@ -17,10 +17,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from spimflow.errors import InputFileError
-from spimflow.io.readers import VolumeReader
+from spimflow.io.base import VolumeReader
 
 
 def ims_attr(attrs: Any, key: str) -> str | None:
@@ -53,7 +54,7 @@ def _ims_number(attrs: Any, key: str, where: str, path: Path) -> float | None:
 
 
 def _members(group: Any, prefix: str) -> list[int]:
-    return sorted(int(k[len(prefix):]) for k in group if k.startswith(prefix) and k[len(prefix):].strip().isdigit())
+    return sorted(int(k[len(prefix) :]) for k in group if k.startswith(prefix) and k[len(prefix) :].strip().isdigit())
 
 
 class ImarisReader(VolumeReader):
@@ -61,10 +62,9 @@ class ImarisReader(VolumeReader):
 
     format = "ims"
 
-    def __init__(self, path: str | Path, resolution_level: int = 0, timepoint: int = 0, channel: int = 0,
-                 crop: Any = None):
-        import h5py
-
+    def __init__(
+        self, path: str | Path, resolution_level: int = 0, timepoint: int = 0, channel: int = 0, crop: Any = None
+    ):
         path = Path(path)
         if not path.is_file():
             raise InputFileError(f"{path}: file not found (expected an Imaris .ims file)")
@@ -83,16 +83,22 @@ class ImarisReader(VolumeReader):
     def _open(self, path: Path, r: int, t: int, c: int) -> None:
         h5 = self._h5
         if "DataSet" not in h5:
-            raise InputFileError(f"{path}: no 'DataSet' group; expected the Imaris layout "
-                                 "DataSet/ResolutionLevel r/TimePoint t/Channel c/Data")
-        steps = [("ResolutionLevel ", r, "source.resolution_level"), ("TimePoint ", t, "source.timepoint"),
-                 ("Channel ", c, "source.channel")]
+            raise InputFileError(
+                f"{path}: no 'DataSet' group; expected the Imaris layout "
+                "DataSet/ResolutionLevel r/TimePoint t/Channel c/Data"
+            )
+        steps = [
+            ("ResolutionLevel ", r, "source.resolution_level"),
+            ("TimePoint ", t, "source.timepoint"),
+            ("Channel ", c, "source.channel"),
+        ]
         group, where = h5["DataSet"], "DataSet"
         for prefix, idx, key in steps:
             name = f"{prefix}{idx}"
             if name not in group:
-                raise InputFileError(f"{path}: {where}/{name} not found ({key} = {idx}); available: "
-                                     f"{_members(group, prefix) or 'none'}")
+                raise InputFileError(
+                    f"{path}: {where}/{name} not found ({key} = {idx}); available: {_members(group, prefix) or 'none'}"
+                )
             group, where = group[name], f"{where}/{name}"
         if "Data" not in group or not hasattr(group["Data"], "shape"):
             raise InputFileError(f"{path}: {where}/Data dataset not found")
@@ -108,18 +114,25 @@ class ImarisReader(VolumeReader):
                 size = list(ds.shape)  # no size recorded: the whole dataset is the image
         size = [int(s) for s in size]  # type: ignore[arg-type]
         if any(s > d for s, d in zip(size, ds.shape)) or min(size) < 1:
-            raise InputFileError(f"{path}: image size (z, y, x) = {tuple(size)} from the attributes ImageSizeZ/Y/X "
-                                 f"of {where} does not fit in its Data of shape {ds.shape}")
+            raise InputFileError(
+                f"{path}: image size (z, y, x) = {tuple(size)} from the attributes ImageSizeZ/Y/X "
+                f"of {where} does not fit in its Data of shape {ds.shape}"
+            )
         self._ds, self._size, self._where = ds, tuple(size), where
         self._voxel = None
         if info is not None:
-            ext = [(_ims_number(info.attrs, f"ExtMin{i}", "DataSetInfo/Image", path),
-                    _ims_number(info.attrs, f"ExtMax{i}", "DataSetInfo/Image", path)) for i in (2, 1, 0)]
+            ext = [
+                (
+                    _ims_number(info.attrs, f"ExtMin{i}", "DataSetInfo/Image", path),
+                    _ims_number(info.attrs, f"ExtMax{i}", "DataSetInfo/Image", path),
+                )
+                for i in (2, 1, 0)
+            ]
             if all(lo is not None and hi is not None for lo, hi in ext):
                 self._voxel = tuple(abs(hi - lo) / n for (lo, hi), n in zip(ext, size))  # type: ignore[operator]
 
     def _read_raw(self, z, y, x):
-        return np.asarray(self._ds[z[0]:z[1], y[0]:y[1], x[0]:x[1]])
+        return np.asarray(self._ds[z[0] : z[1], y[0] : y[1], x[0] : x[1]])
 
     def close(self) -> None:
         self._h5.close()

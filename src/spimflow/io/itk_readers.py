@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import SimpleITK as sitk
 
 from spimflow.errors import InputFileError
-from spimflow.io.readers import VolumeReader, read_contiguous
+from spimflow.io.base import VolumeReader, read_contiguous
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,9 @@ _NRRD_TYPES = {
     **dict.fromkeys(["ushort", "unsigned short", "unsigned short int", "uint16", "uint16_t"], "u2"),
     **dict.fromkeys(["int", "signed int", "int32", "int32_t"], "i4"),
     **dict.fromkeys(["uint", "unsigned int", "uint32", "uint32_t"], "u4"),
-    **dict.fromkeys(["longlong", "long long", "long long int", "signed long long", "signed long long int",
-                     "int64", "int64_t"], "i8"),
+    **dict.fromkeys(
+        ["longlong", "long long", "long long int", "signed long long", "signed long long int", "int64", "int64_t"], "i8"
+    ),
     **dict.fromkeys(["ulonglong", "unsigned long long", "unsigned long long int", "uint64", "uint64_t"], "u8"),
     "float": "f4",
     "double": "f8",
@@ -55,6 +57,7 @@ def _zyx(shape_xyz: list[int]) -> tuple[int, int, int]:
 
 
 # -- NRRD --------------------------------------------------------------------------------------
+
 
 def parse_nrrd_header(path: Path) -> tuple[dict[str, str], int]:
     """Fields of a NRRD header (keys lower-case) and the byte offset just after it."""
@@ -114,18 +117,22 @@ class NrrdReader(VolumeReader):
         if type_name not in _NRRD_TYPES:
             raise InputFileError(f"{path}: unsupported NRRD type {type_name!r}; expected an integer or float type")
         if len(sizes) != dim or dim not in (2, 3):
-            raise InputFileError(f"{path}: expected a 2D or 3D scalar NRRD volume, found dimension {dim} "
-                                 f"with sizes {sizes}")
+            raise InputFileError(
+                f"{path}: expected a 2D or 3D scalar NRRD volume, found dimension {dim} with sizes {sizes}"
+            )
         endian = "<" if fields.get("endian", "little").lower() == "little" else ">"
         self._file_dtype = np.dtype(endian + _NRRD_TYPES[type_name])
         self.encoding = fields.get("encoding", "raw").lower()
-        self.encoding = {"gz": "gzip", "bz2": "bzip2", "text": "ascii", "txt": "ascii"}.get(self.encoding, self.encoding)
+        self.encoding = {"gz": "gzip", "bz2": "bzip2", "text": "ascii", "txt": "ascii"}.get(
+            self.encoding, self.encoding
+        )
         if self.encoding not in ("raw", "gzip", "bzip2", "ascii", "hex"):
             raise InputFileError(f"{path}: unknown NRRD encoding {self.encoding!r}")
         data_file = fields.get("data file", fields.get("datafile"))
         if data_file is not None and (" " in data_file.strip() or data_file.strip() == "LIST"):
-            raise InputFileError(f"{path}: NRRD data split over several files ({data_file!r}) is not supported; "
-                                 "expected one data file")
+            raise InputFileError(
+                f"{path}: NRRD data split over several files ({data_file!r}) is not supported; expected one data file"
+            )
         self.data_path = path if data_file is None else (path.parent / data_file.strip())
         if not self.data_path.is_file():
             raise InputFileError(f"{path}: its data file {self.data_path} (field 'data file') was not found")
@@ -135,8 +142,10 @@ class NrrdReader(VolumeReader):
         if self.encoding == "raw":
             have = self.data_path.stat().st_size - self._start
             if have < nbytes:
-                raise InputFileError(f"{self.data_path}: NRRD data is truncated: expected {nbytes} bytes of "
-                                     f"{self._file_dtype} for sizes {sizes} (x y z) but found {max(have, 0)}")
+                raise InputFileError(
+                    f"{self.data_path}: NRRD data is truncated: expected {nbytes} bytes of "
+                    f"{self._file_dtype} for sizes {sizes} (x y z) but found {max(have, 0)}"
+                )
         self._fh = None
         self._byte_skip = int(fields.get("byte skip", 0))
         self._stream = None
@@ -147,8 +156,11 @@ class NrrdReader(VolumeReader):
             voxel = tuple(reversed(spacing)) if dim == 3 else None
         super().__init__(path, shape, self._file_dtype, voxel, crop)
         if self.encoding in ("ascii", "hex"):
-            log.warning("%s: NRRD encoding %r cannot be read by range; the whole volume is read for every slab",
-                        path, self.encoding)
+            log.warning(
+                "%s: NRRD encoding %r cannot be read by range; the whole volume is read for every slab",
+                path,
+                self.encoding,
+            )
 
     def _data_start(self, fields: dict[str, str], offset: int, nbytes: int) -> int:
         """Offset of the (possibly compressed) data in the data file, after ``line skip`` lines."""
@@ -201,9 +213,11 @@ class NrrdReader(VolumeReader):
             got += more
         self._stream_pos = start + got
         if got != count:
-            raise InputFileError(f"{self.data_path}: compressed NRRD data ends early: planes z = {z[0]}..{z[1] - 1} "
-                                 f"need {count} bytes but only {got} were decompressed (truncated file?)")
-        return out[:, y[0]:y[1], x[0]:x[1]]
+            raise InputFileError(
+                f"{self.data_path}: compressed NRRD data ends early: planes z = {z[0]}..{z[1] - 1} "
+                f"need {count} bytes but only {got} were decompressed (truncated file?)"
+            )
+        return out[:, y[0] : y[1], x[0] : x[1]]
 
     def _read_raw(self, z, y, x):
         if self.encoding == "raw":
@@ -233,6 +247,7 @@ def open_nrrd(path: str | Path, crop: Any = None) -> NrrdReader:
 
 # -- MetaImage --------------------------------------------------------------------------------------
 
+
 def parse_mhd_header(path: Path) -> dict[str, str]:
     """``Key = Value`` fields of a MetaImage header (keys as written)."""
     try:
@@ -250,19 +265,19 @@ def parse_mhd_header(path: Path) -> dict[str, str]:
             break
     for need in ("NDims", "DimSize", "ElementType", "ElementDataFile"):
         if need not in fields:
-            raise InputFileError(f"{path}: not a MetaImage header: the field {need!r} is missing "
-                                 "(expected a .mhd file with NDims, DimSize, ElementType, ElementDataFile)")
+            raise InputFileError(
+                f"{path}: not a MetaImage header: the field {need!r} is missing "
+                "(expected a .mhd file with NDims, DimSize, ElementType, ElementDataFile)"
+            )
     return fields
 
 
 def _sitk_dtype(pixel_id: int) -> np.dtype:
-    import SimpleITK as sitk
     return sitk.GetArrayViewFromImage(sitk.Image([1, 1], pixel_id)).dtype
 
 
 def _sitk_extract(path: Path, z, y, x) -> np.ndarray:
     """Region [z, y, x) of an ITK-readable image as a (z, y, x) array."""
-    import SimpleITK as sitk
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     reader.ReadImageInformation()
@@ -281,8 +296,6 @@ class MetaImageReader(VolumeReader):
     format = "mhd"
 
     def __init__(self, path: str | Path, crop: Any = None):
-        import SimpleITK as sitk
-
         path = Path(path)
         if not path.is_file():
             raise InputFileError(f"{path}: file not found (expected a MetaImage .mhd header)")
@@ -294,8 +307,10 @@ class MetaImageReader(VolumeReader):
         except RuntimeError as exc:
             raise InputFileError(f"{path}: SimpleITK cannot read this MetaImage header ({_first_line(exc)})") from exc
         if reader.GetNumberOfComponents() != 1:
-            raise InputFileError(f"{path}: expected a scalar (grayscale) image, found "
-                                 f"{reader.GetNumberOfComponents()} components per voxel")
+            raise InputFileError(
+                f"{path}: expected a scalar (grayscale) image, found "
+                f"{reader.GetNumberOfComponents()} components per voxel"
+            )
         if reader.GetDimension() not in (2, 3):
             raise InputFileError(f"{path}: expected a 2D or 3D image, found {reader.GetDimension()} dimensions")
         shape = _zyx(list(reader.GetSize()))
@@ -321,15 +336,19 @@ class MetaImageReader(VolumeReader):
         header_size = int(fields.get("HeaderSize", 0))
         have = data_path.stat().st_size - max(header_size, 0)
         if have < nbytes:
-            raise InputFileError(f"{data_path}: MetaImage data is truncated: expected {nbytes} bytes "
-                                 f"(DimSize {fields['DimSize']}, {fields['ElementType']}) but found {have}")
+            raise InputFileError(
+                f"{data_path}: MetaImage data is truncated: expected {nbytes} bytes "
+                f"(DimSize {fields['DimSize']}, {fields['ElementType']}) but found {have}"
+            )
 
     def _read_raw(self, z, y, x):
         try:
             return _sitk_extract(self.path, z, y, x)
         except RuntimeError as exc:
-            raise InputFileError(f"{self.path}: SimpleITK could not read planes z = {z[0]}..{z[1] - 1} "
-                                 f"({_first_line(exc)}); the data file may be truncated or corrupt") from exc
+            raise InputFileError(
+                f"{self.path}: SimpleITK could not read planes z = {z[0]}..{z[1] - 1} "
+                f"({_first_line(exc)}); the data file may be truncated or corrupt"
+            ) from exc
 
 
 def _first_line(exc: Exception) -> str:

@@ -12,14 +12,15 @@ Building the pyramid streams over z-slabs so memory stays bounded by a slab.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import zarr
 
 from spimflow.errors import InputFileError
+from spimflow.io.atomic import atomic_path
 
 NGFF_VERSION = "0.5"
 DEFAULT_CHUNKS = (16, 256, 256)
@@ -31,8 +32,9 @@ class Level:
     factor: tuple[int, int, int]  # cumulative downsampling factor relative to level 0
 
 
-def pyramid_plan(shape: Sequence[int], voxel_size: Sequence[float], n_levels: int = 4,
-                 min_size: int = 32) -> list[Level]:
+def pyramid_plan(
+    shape: Sequence[int], voxel_size: Sequence[float], n_levels: int = 4, min_size: int = 32
+) -> list[Level]:
     """Levels to write: halve y and x (and z while it is not the coarsest axis)."""
     levels = [Level(tuple(int(s) for s in shape), (1, 1, 1))]
     while len(levels) < n_levels:
@@ -54,24 +56,28 @@ def _multiscales_attr(levels: list[Level], voxel_size: Sequence[float], name: st
         scale = [float(voxel_size[a]) * lev.factor[a] for a in range(3)]
         # pooled voxel centres sit half a (new) voxel minus half an old voxel further in
         translation = [float(voxel_size[a]) * (lev.factor[a] - 1) / 2 for a in range(3)]
-        datasets.append({
-            "path": str(i),
-            "coordinateTransformations": [
-                {"type": "scale", "scale": scale},
-                {"type": "translation", "translation": translation},
-            ],
-        })
+        datasets.append(
+            {
+                "path": str(i),
+                "coordinateTransformations": [
+                    {"type": "scale", "scale": scale},
+                    {"type": "translation", "translation": translation},
+                ],
+            }
+        )
     return {
         "version": NGFF_VERSION,
-        "multiscales": [{
-            "name": name,
-            "axes": [
-                {"name": "z", "type": "space", "unit": "micrometer"},
-                {"name": "y", "type": "space", "unit": "micrometer"},
-                {"name": "x", "type": "space", "unit": "micrometer"},
-            ],
-            "datasets": datasets,
-        }],
+        "multiscales": [
+            {
+                "name": name,
+                "axes": [
+                    {"name": "z", "type": "space", "unit": "micrometer"},
+                    {"name": "y", "type": "space", "unit": "micrometer"},
+                    {"name": "x", "type": "space", "unit": "micrometer"},
+                ],
+                "datasets": datasets,
+            }
+        ],
     }
 
 
@@ -79,9 +85,16 @@ def _chunks_for(shape: Sequence[int], chunks: Sequence[int]) -> tuple[int, ...]:
     return tuple(max(1, min(int(c), int(s))) for c, s in zip(chunks, shape))
 
 
-def create_ome_zarr(path: str | Path, shape: Sequence[int], dtype, voxel_size: Sequence[float],
-                    chunks: Sequence[int] = DEFAULT_CHUNKS, n_levels: int = 4,
-                    name: str = "image", extra_attrs: dict | None = None) -> zarr.Array:
+def create_ome_zarr(
+    path: str | Path,
+    shape: Sequence[int],
+    dtype,
+    voxel_size: Sequence[float],
+    chunks: Sequence[int] = DEFAULT_CHUNKS,
+    n_levels: int = 4,
+    name: str = "image",
+    extra_attrs: dict | None = None,
+) -> zarr.Array:
     """Create an empty multiscale image and return its level-0 array for writing.
 
     Call :func:`build_pyramid` once level 0 is filled.
@@ -91,8 +104,7 @@ def create_ome_zarr(path: str | Path, shape: Sequence[int], dtype, voxel_size: S
     levels = pyramid_plan(shape, voxel_size, n_levels)
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
     for i, lev in enumerate(levels):
-        group.create_array(str(i), shape=lev.shape, dtype=dtype,
-                           chunks=_chunks_for(lev.shape, chunks), fill_value=0)
+        group.create_array(str(i), shape=lev.shape, dtype=dtype, chunks=_chunks_for(lev.shape, chunks), fill_value=0)
     attrs = {"ome": _multiscales_attr(levels, voxel_size, name)}
     if extra_attrs:
         attrs["spimflow"] = extra_attrs
@@ -111,7 +123,7 @@ def _pool(block: np.ndarray, factor: Sequence[int]) -> np.ndarray:
         if pad:
             edge = np.take(out, [-1], axis=axis)
             out = np.concatenate([out] + [edge] * pad, axis=axis)
-        new_shape = out.shape[:axis] + (out.shape[axis] // f, f) + out.shape[axis + 1:]
+        new_shape = out.shape[:axis] + (out.shape[axis] // f, f) + out.shape[axis + 1 :]
         out = out.reshape(new_shape).mean(axis=axis + 1)
     return out
 
@@ -128,15 +140,15 @@ def build_pyramid(path: str | Path, slab: int = 32) -> None:
         # peak memory is about one slab in the image dtype plus its pooled output
         sub = rel[0] * max(1, 4 // rel[0])
         for z0 in range(0, src.shape[0], step):
-            block = np.asarray(src[z0:z0 + step])
+            block = np.asarray(src[z0 : z0 + step])
             pooled = np.empty((-(-block.shape[0] // rel[0]),) + tuple(dst.shape[1:]), dst.dtype)
             for s0 in range(0, block.shape[0], sub):
-                part = _pool(block[s0:s0 + sub], rel)
+                part = _pool(block[s0 : s0 + sub], rel)
                 if np.issubdtype(dst.dtype, np.integer):
                     part = np.rint(part)
-                pooled[s0 // rel[0]:s0 // rel[0] + part.shape[0]] = part.astype(dst.dtype)
+                pooled[s0 // rel[0] : s0 // rel[0] + part.shape[0]] = part.astype(dst.dtype)
             d0 = z0 // rel[0]
-            dst[d0:d0 + pooled.shape[0]] = pooled
+            dst[d0 : d0 + pooled.shape[0]] = pooled
 
 
 @dataclass
@@ -176,12 +188,16 @@ def open_ome_zarr(path: str | Path) -> OmeImage:
     return OmeImage(path, arr, tuple(float(s) for s in scale[-3:]), attrs)
 
 
-def write_ome_zarr(path: str | Path, data: np.ndarray, voxel_size: Sequence[float],
-                   chunks: Sequence[int] = DEFAULT_CHUNKS, n_levels: int = 4, name: str = "image",
-                   extra_attrs: dict | None = None) -> None:
+def write_ome_zarr(
+    path: str | Path,
+    data: np.ndarray,
+    voxel_size: Sequence[float],
+    chunks: Sequence[int] = DEFAULT_CHUNKS,
+    n_levels: int = 4,
+    name: str = "image",
+    extra_attrs: dict | None = None,
+) -> None:
     """Write a whole in-memory array atomically (for small, atlas-resolution images)."""
-    from spimflow.io.atomic import atomic_path
-
     with atomic_path(path) as tmp:
         arr = create_ome_zarr(tmp, data.shape, data.dtype, voxel_size, chunks, n_levels, name, extra_attrs)
         arr[...] = data

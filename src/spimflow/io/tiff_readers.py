@@ -15,24 +15,37 @@ from __future__ import annotations
 import logging
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import tifffile
 
 from spimflow.errors import InputFileError
-from spimflow.io.readers import VolumeReader, natural_key, read_contiguous
+from spimflow.io.base import VolumeReader, natural_key, read_contiguous
 
 log = logging.getLogger(__name__)
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
-_UNIT_TO_UM = {"m": 1e6, "mm": 1e3, "cm": 1e4, "µm": 1.0, "um": 1.0, "\u03bcm": 1.0, "micron": 1.0,
-               "microns": 1.0, "micrometer": 1.0, "nm": 1e-3, "\\u00B5m": 1.0}
+_UNIT_TO_UM = {
+    "m": 1e6,
+    "mm": 1e3,
+    "cm": 1e4,
+    "µm": 1.0,
+    "um": 1.0,
+    "\u03bcm": 1.0,
+    "micron": 1.0,
+    "microns": 1.0,
+    "micrometer": 1.0,
+    "nm": 1e-3,
+    "\\u00B5m": 1.0,
+}
 
 
 # -- listing plane files --------------------------------------------------------------------
+
 
 def _plane_number(name: str, rx: re.Pattern) -> int | None:
     """The z number of a plane file: the regex group ``z`` (or its only group), else the last integer."""
@@ -70,22 +83,31 @@ def list_pattern_files(pattern: str, base_dir: str | Path = ".") -> list[Path]:
     matched = [n for n in names if rx.fullmatch(n)]
     if not matched:
         example = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "") if names else "(folder is empty)"
-        raise InputFileError(f"{folder}: no file name matches the regular expression '{pat.name}' "
-                             f"(pattern source '{pattern}'); files there: {example}")
+        raise InputFileError(
+            f"{folder}: no file name matches the regular expression '{pat.name}' "
+            f"(pattern source '{pattern}'); files there: {example}"
+        )
     numbered: dict[int, str] = {}
     for n in matched:
         z = _plane_number(n, rx)
         if z is None:
             raise InputFileError(f"{folder / n}: matches '{pat.name}' but has no number to order the planes by")
         if z in numbered:
-            raise InputFileError(f"{folder}: files {numbered[z]!r} and {n!r} both have plane number {z}; "
-                                 f"expected one file per z plane for pattern '{pat.name}'")
+            raise InputFileError(
+                f"{folder}: files {numbered[z]!r} and {n!r} both have plane number {z}; "
+                f"expected one file per z plane for pattern '{pat.name}'"
+            )
         numbered[z] = n
     zs = sorted(numbered)
     if zs[-1] - zs[0] + 1 != len(zs):
         missing = sorted(set(range(zs[0], zs[-1] + 1)) - set(zs))
-        log.warning("%s: plane numbers %d..%d have gaps (missing %s); planes are stacked without them",
-                    folder, zs[0], zs[-1], missing[:10])
+        log.warning(
+            "%s: plane numbers %d..%d have gaps (missing %s); planes are stacked without them",
+            folder,
+            zs[0],
+            zs[-1],
+            missing[:10],
+        )
     return [folder / numbered[z] for z in zs]
 
 
@@ -94,15 +116,21 @@ def list_folder_files(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputFileError(f"{folder}: folder not found (folder source expects one .tif file per z plane)")
-    files = sorted((p for p in folder.iterdir()
-                    if p.is_file() and p.suffix.lower() in TIFF_SUFFIXES and not p.name.startswith(".")),
-                   key=lambda p: natural_key(p.name))
+    files = sorted(
+        (
+            p
+            for p in folder.iterdir()
+            if p.is_file() and p.suffix.lower() in TIFF_SUFFIXES and not p.name.startswith(".")
+        ),
+        key=lambda p: natural_key(p.name),
+    )
     if not files:
         raise InputFileError(f"{folder}: no .tif/.tiff files in this folder (folder source expects one per z plane)")
     return files
 
 
 # -- shared TIFF helpers ------------------------------------------------------------------------
+
 
 def _data_end(page: Any) -> int:
     """End offset of a page's pixel data in the file (0 for pages without data)."""
@@ -120,7 +148,9 @@ def _open_tiff(path: Path, what: str) -> tifffile.TiffFile:
     try:
         return tifffile.TiffFile(path)
     except Exception as exc:  # noqa: BLE001
-        raise InputFileError(f"{path}: not a readable TIFF file ({type(exc).__name__}: {exc}); expected {what}") from exc
+        raise InputFileError(
+            f"{path}: not a readable TIFF file ({type(exc).__name__}: {exc}); expected {what}"
+        ) from exc
 
 
 def _to_um(value: float, unit: str | None) -> float | None:
@@ -178,6 +208,7 @@ def tiff_voxel_size(tif: tifffile.TiffFile) -> tuple[float, float, float] | None
 
 # -- one multi-page stack ------------------------------------------------------------------------
 
+
 class TiffStackReader(VolumeReader):
     """A multi-page TIFF (plain, OME-TIFF or ImageJ); each page is one z plane."""
 
@@ -191,20 +222,30 @@ class TiffStackReader(VolumeReader):
             if len(self._tif.series) > 1:
                 shapes = [f"{tuple(s.shape)} {s.dtype}" for s in self._tif.series[:4]]
                 if not (self._tif.is_ome or self._tif.is_imagej or self._tif.is_shaped):
-                    raise InputFileError(f"{path}: pages differ in shape or dtype (series found: {', '.join(shapes)}); "
-                                         "expected every page to be a (y, x) plane of the same shape and dtype")
-                log.warning("%s: %d image series in the file; reading only the first, %s", path,
-                            len(self._tif.series), shapes[0])
+                    raise InputFileError(
+                        f"{path}: pages differ in shape or dtype (series found: {', '.join(shapes)}); "
+                        "expected every page to be a (y, x) plane of the same shape and dtype"
+                    )
+                log.warning(
+                    "%s: %d image series in the file; reading only the first, %s",
+                    path,
+                    len(self._tif.series),
+                    shapes[0],
+                )
             shape = _squeezed(series.shape)
             if len(shape) == 2:
                 shape = (1, *shape)
             if len(shape) != 3:
-                raise InputFileError(f"{path}: expected a 3D grayscale stack (z, y, x), found a series of shape "
-                                     f"{tuple(series.shape)} (axes {series.axes!r})")
+                raise InputFileError(
+                    f"{path}: expected a 3D grayscale stack (z, y, x), found a series of shape "
+                    f"{tuple(series.shape)} (axes {series.axes!r})"
+                )
             plane_shape = _squeezed(series.keyframe.shape)
             if plane_shape != shape[1:]:
-                raise InputFileError(f"{path}: expected one grayscale (y, x) plane per page, but pages have shape "
-                                     f"{tuple(series.keyframe.shape)} for a stack of shape {shape}")
+                raise InputFileError(
+                    f"{path}: expected one grayscale (y, x) plane per page, but pages have shape "
+                    f"{tuple(series.keyframe.shape)} for a stack of shape {shape}"
+                )
             # tifffile reports the decoded (native) dtype; raw bytes on disk are in the file's byte order
             self._file_dtype = np.dtype(series.dtype).newbyteorder(self._tif.byteorder)
             self._offset = series.dataoffset  # None unless uncompressed and contiguous
@@ -213,26 +254,34 @@ class TiffStackReader(VolumeReader):
             if self._offset is not None:
                 n_pages = len(self._tif.pages)  # parses every page header (cheap); ImageJ may omit them
                 if n_pages < shape[0] and not self._tif.is_imagej:
-                    raise InputFileError(f"{path}: the stack declares {shape[0]} planes but only {n_pages} page "
-                                         "headers could be read; the file is truncated or corrupt")
+                    raise InputFileError(
+                        f"{path}: the stack declares {shape[0]} planes but only {n_pages} page "
+                        "headers could be read; the file is truncated or corrupt"
+                    )
                 need = int(self._offset) + int(np.prod(shape)) * self._file_dtype.itemsize
                 if need > size:
                     plane_bytes = shape[1] * shape[2] * self._file_dtype.itemsize
                     first_bad = max(0, (size - int(self._offset)) // plane_bytes)
-                    raise InputFileError(f"{path}: file is truncated: pixel data needs {need} bytes but the file "
-                                         f"has {size} (planes from z = {first_bad} are missing)")
+                    raise InputFileError(
+                        f"{path}: file is truncated: pixel data needs {need} bytes but the file "
+                        f"has {size} (planes from z = {first_bad} are missing)"
+                    )
             else:
                 if len(self._pages) != shape[0]:
-                    raise InputFileError(f"{path}: the stack declares {shape[0]} planes but {len(self._pages)} "
-                                         "pages were found; the file may be truncated")
+                    raise InputFileError(
+                        f"{path}: the stack declares {shape[0]} planes but {len(self._pages)} "
+                        "pages were found; the file may be truncated"
+                    )
                 for i in range(shape[0]):
                     try:
                         end = _data_end(self._pages[i])
                     except Exception as exc:  # noqa: BLE001
                         raise InputFileError(f"{path}: page {i} (plane z = {i}) is corrupt ({exc})") from exc
                     if end > size:
-                        raise InputFileError(f"{path}: file is truncated: page {i} (plane z = {i}) needs bytes up to "
-                                             f"{end} but the file has {size}")
+                        raise InputFileError(
+                            f"{path}: file is truncated: page {i} (plane z = {i}) needs bytes up to "
+                            f"{end} but the file has {size}"
+                        )
             voxel = tiff_voxel_size(self._tif)
             self._fh = None
             super().__init__(path, shape, self._file_dtype, voxel, crop)
@@ -250,9 +299,11 @@ class TiffStackReader(VolumeReader):
             try:
                 plane = self._pages[zi].asarray()
             except Exception as exc:  # noqa: BLE001
-                raise InputFileError(f"{self.path}: cannot read page {zi} (plane z = {zi}): "
-                                     f"{type(exc).__name__}: {exc}; the file may be truncated or corrupt") from exc
-            out[i] = plane.reshape(self.full_shape[1:])[y[0]:y[1], x[0]:x[1]]
+                raise InputFileError(
+                    f"{self.path}: cannot read page {zi} (plane z = {zi}): "
+                    f"{type(exc).__name__}: {exc}; the file may be truncated or corrupt"
+                ) from exc
+            out[i] = plane.reshape(self.full_shape[1:])[y[0] : y[1], x[0] : x[1]]
         return out
 
     def close(self) -> None:
@@ -263,6 +314,7 @@ class TiffStackReader(VolumeReader):
 
 
 # -- one file per plane -------------------------------------------------------------------------------
+
 
 def _plane_header(path: Path) -> tuple[tuple[int, int], np.dtype, int | None]:
     """(shape, dtype, contiguous data offset or None) of a single-plane TIFF, checking its data is in the file."""
@@ -277,11 +329,14 @@ def _plane_header(path: Path) -> tuple[tuple[int, int], np.dtype, int | None]:
         except Exception as exc:  # noqa: BLE001
             raise InputFileError(f"{path}: corrupt TIFF header ({type(exc).__name__}: {exc})") from exc
         if len(shape) != 2:
-            raise InputFileError(f"{path}: expected one grayscale (y, x) plane per file, found shape "
-                                 f"{tuple(series.shape)} (axes {series.axes!r})")
+            raise InputFileError(
+                f"{path}: expected one grayscale (y, x) plane per file, found shape "
+                f"{tuple(series.shape)} (axes {series.axes!r})"
+            )
         if max(ends, default=0) > size:
-            raise InputFileError(f"{path}: file is truncated: pixel data needs bytes up to {max(ends)} but the file "
-                                 f"has {size}")
+            raise InputFileError(
+                f"{path}: file is truncated: pixel data needs bytes up to {max(ends)} but the file has {size}"
+            )
         return shape, np.dtype(series.dtype), series.dataoffset  # type: ignore[return-value]
 
 
@@ -297,9 +352,11 @@ class PlaneFilesReader(VolumeReader):
         for f in self.files[1:]:
             shape, dtype, _ = _plane_header(f)
             if shape != shape0 or dtype != dtype0:
-                raise InputFileError(f"{f}: plane has shape {shape} and dtype {dtype}, but the first plane "
-                                     f"{self.files[0].name} has shape {shape0} and dtype {dtype0}; every plane "
-                                     "must have the same shape and dtype")
+                raise InputFileError(
+                    f"{f}: plane has shape {shape} and dtype {dtype}, but the first plane "
+                    f"{self.files[0].name} has shape {shape0} and dtype {dtype0}; every plane "
+                    "must have the same shape and dtype"
+                )
         with tifffile.TiffFile(self.files[0]) as tif:
             voxel = tiff_voxel_size(tif) if len(self.files) == 1 else None
         self._file_dtype = dtype0
@@ -313,17 +370,20 @@ class PlaneFilesReader(VolumeReader):
                 series = tif.series[0]
                 plane = series.asarray()
         except Exception as exc:  # noqa: BLE001
-            raise InputFileError(f"{f}: cannot read plane z = {z} ({type(exc).__name__}: {exc}); "
-                                 "the file may be truncated or corrupt") from exc
+            raise InputFileError(
+                f"{f}: cannot read plane z = {z} ({type(exc).__name__}: {exc}); the file may be truncated or corrupt"
+            ) from exc
         if plane.size != self.full_shape[1] * self.full_shape[2] or plane.dtype != self._file_dtype:
-            raise InputFileError(f"{f}: plane z = {z} has shape {plane.shape} and dtype {plane.dtype}, expected "
-                                 f"{self.full_shape[1:]} and {self._file_dtype}")
+            raise InputFileError(
+                f"{f}: plane z = {z} has shape {plane.shape} and dtype {plane.dtype}, expected "
+                f"{self.full_shape[1:]} and {self._file_dtype}"
+            )
         return plane.reshape(self.full_shape[1:])
 
     def _read_raw(self, z, y, x):
         out = np.empty((z[1] - z[0], y[1] - y[0], x[1] - x[0]), self.dtype)
         for i, zi in enumerate(range(*z)):
-            out[i] = self.read_plane(zi)[y[0]:y[1], x[0]:x[1]]
+            out[i] = self.read_plane(zi)[y[0] : y[1], x[0] : x[1]]
         return out
 
     def describe(self) -> dict:

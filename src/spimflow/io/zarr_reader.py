@@ -13,12 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import zarr
 
 from spimflow.errors import InputFileError
-from spimflow.io.readers import VolumeReader
+from spimflow.io.base import VolumeReader
 
-_UNIT_TO_UM = {"micrometer": 1.0, "micron": 1.0, "nanometer": 1e-3, "millimeter": 1e3, "centimeter": 1e4,
-               "meter": 1e6, "angstrom": 1e-4}
+_UNIT_TO_UM = {
+    "micrometer": 1.0,
+    "micron": 1.0,
+    "nanometer": 1e-3,
+    "millimeter": 1e3,
+    "centimeter": 1e4,
+    "meter": 1e6,
+    "angstrom": 1e-4,
+}
 
 
 def _ome(attrs: dict) -> dict:
@@ -52,8 +60,6 @@ class ZarrReader(VolumeReader):
     format = "zarr"
 
     def __init__(self, path: str | Path, array: str | None = None, crop: Any = None):
-        import zarr
-
         path = Path(path)
         if not path.exists():
             raise InputFileError(f"{path}: not found (expected a zarr array or OME-Zarr image)")
@@ -73,13 +79,16 @@ class ZarrReader(VolumeReader):
                 try:
                     array = str(_ome(attrs)["multiscales"][0]["datasets"][0]["path"])
                 except (KeyError, IndexError, TypeError):
-                    raise InputFileError(f"{path}: zarr group without OME 'multiscales' metadata; set source.array "
-                                         f"to one of its arrays: {members or 'none'}") from None
+                    raise InputFileError(
+                        f"{path}: zarr group without OME 'multiscales' metadata; set source.array "
+                        f"to one of its arrays: {members or 'none'}"
+                    ) from None
             try:
                 arr = node[array]
             except Exception:  # noqa: BLE001
-                raise InputFileError(f"{path}: no array {array!r} in this zarr group (source.array); arrays: "
-                                     f"{members or 'none'}") from None
+                raise InputFileError(
+                    f"{path}: no array {array!r} in this zarr group (source.array); arrays: {members or 'none'}"
+                ) from None
             if not isinstance(arr, zarr.Array):
                 raise InputFileError(f"{path}: {array!r} is a group, expected an array (source.array)")
             voxel = ome_voxel_size(attrs, array)
@@ -91,8 +100,10 @@ class ZarrReader(VolumeReader):
         if len(shape) == 2:
             shape = (1, *shape)
         if len(shape) != 3:
-            raise InputFileError(f"{path}: expected a 3D (z, y, x) array (leading axes of size 1 allowed), "
-                                 f"found shape {tuple(arr.shape)}")
+            raise InputFileError(
+                f"{path}: expected a 3D (z, y, x) array (leading axes of size 1 allowed), "
+                f"found shape {tuple(arr.shape)}"
+            )
         self._arr, self._lead, self._is2d = arr, lead, arr.ndim - lead == 2
         self.array_path = array
         super().__init__(path, shape, np.dtype(arr.dtype), voxel, crop)

@@ -9,7 +9,9 @@ class VoxelizeParams(StrictModel):
     """Cell density maps in atlas space."""
 
     method: Literal["sphere", "gaussian", "pixel"] = "sphere"
-    radius_um: float = Field(375.0, gt=0, description="Sphere radius or Gaussian sigma (µm), ClearMap's default is 15 atlas voxels at 25 µm.")
+    radius_um: float = Field(
+        375.0, gt=0, description="Sphere radius or Gaussian sigma (µm), ClearMap's default is 15 atlas voxels at 25 µm."
+    )
     weight: str | None = Field(None, description="Column used as a weight per cell (None: counts).")
 
 

@@ -12,8 +12,9 @@ from spimflow.transforms import SampleAtlasTransform
 ATLAS_COLUMNS = ["az", "ay", "ax", "region_id", "region_acronym", "hemisphere"]
 
 
-def cells_to_atlas(cells: pd.DataFrame, transform: SampleAtlasTransform, atlas: Atlas,
-                   channel: str = "signal") -> pd.DataFrame:
+def cells_to_atlas(
+    cells: pd.DataFrame, transform: SampleAtlasTransform, atlas: Atlas, channel: str = "signal"
+) -> pd.DataFrame:
     """Add ``az, ay, ax`` (atlas voxels, exact through the registration chain), ``region_id``
     (label of the nearest atlas voxel, 0 outside the brain or the atlas), ``region_acronym``
     ("" for 0 or labels missing from the ontology) and ``hemisphere`` ("left", "right",
@@ -24,8 +25,7 @@ def cells_to_atlas(cells: pd.DataFrame, transform: SampleAtlasTransform, atlas: 
     out["az"], out["ay"], out["ax"] = atlas_vox[:, 0], atlas_vox[:, 1], atlas_vox[:, 2]
     region = atlas.region_at(atlas_vox) if len(points) else np.empty(0, np.int64)
     out["region_id"] = region.astype(np.int64)
-    acronyms = {int(r): (atlas.ontology.acronym(int(r)) if int(r) in atlas.ontology else "")
-                for r in np.unique(region)}
+    acronyms = {int(r): (atlas.ontology.acronym(int(r)) if int(r) in atlas.ontology else "") for r in np.unique(region)}
     out["region_acronym"] = pd.Series([acronyms[int(r)] for r in region], index=out.index, dtype=str)
     hemi = atlas.hemisphere_at(atlas_vox) if len(points) else np.empty(0, np.uint8)
     out["hemisphere"] = pd.Series([HEMISPHERE_NAMES[int(h)] for h in hemi], index=out.index, dtype=str)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -41,9 +42,17 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def ingest_channel(reader: Any, out_path: str | Path, voxel_size: Sequence[float],
-                   chunks: Sequence[int] = DEFAULT_CHUNKS, n_levels: int = 4, name: str = "image", *,
-                   source: dict | None = None, orientation: Any = None) -> Path:
+def ingest_channel(
+    reader: Any,
+    out_path: str | Path,
+    voxel_size: Sequence[float],
+    chunks: Sequence[int] = DEFAULT_CHUNKS,
+    n_levels: int = 4,
+    name: str = "image",
+    *,
+    source: dict | None = None,
+    orientation: Any = None,
+) -> Path:
     """Copy ``reader`` (a :class:`~spimflow.io.readers.VolumeReader`) into an OME-Zarr at ``out_path``.
 
     ``voxel_size`` is (z, y, x) µm (the configured, authoritative value). ``source``
@@ -54,12 +63,14 @@ def ingest_channel(reader: Any, out_path: str | Path, voxel_size: Sequence[float
     """
     out_path = Path(out_path)
     shape = tuple(reader.shape)
-    extra = _jsonable({
-        "source": source if source is not None else {"format": reader.format, "path": str(reader.path)},
-        "reader": reader.describe(),
-        "voxel_size": list(voxel_size),
-        "orientation": orientation,
-    })
+    extra = _jsonable(
+        {
+            "source": source if source is not None else {"format": reader.format, "path": str(reader.path)},
+            "reader": reader.describe(),
+            "voxel_size": list(voxel_size),
+            "orientation": orientation,
+        }
+    )
     nbytes = reader.nbytes
     t0 = time.perf_counter()
     with atomic_path(out_path) as tmp:
@@ -73,8 +84,14 @@ def ingest_channel(reader: Any, out_path: str | Path, voxel_size: Sequence[float
                 log.info("%s: %d/%d planes (%.0f%%)", name, z1, shape[0], 100 * z1 / shape[0])
                 next_report += 0.1
         t1 = time.perf_counter()
-        log.info("%s: level 0 %s %s written in %.1f s (%.0f MB/s)", name, shape, reader.dtype, t1 - t0,
-                 nbytes / 1e6 / max(t1 - t0, 1e-9))
+        log.info(
+            "%s: level 0 %s %s written in %.1f s (%.0f MB/s)",
+            name,
+            shape,
+            reader.dtype,
+            t1 - t0,
+            nbytes / 1e6 / max(t1 - t0, 1e-9),
+        )
         build_pyramid(tmp, slab=slab)
         log.info("%s: pyramid built in %.1f s", name, time.perf_counter() - t1)
     return out_path

@@ -23,113 +23,19 @@ raw volume.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 from scipy import ndimage
 
-from spimflow.geometry import resampled_shape
-from spimflow.orientation import Orientation
+from spimflow.geometry import ResampleGrid
 from spimflow.params.resample import ResampleParams
 
 TRUNCATE = 4.0  # Gaussian support in sigmas (scipy's default)
 
 
-@dataclass(frozen=True)
-class ResampleGrid:
-    """The raw grid of one channel and its resampled (atlas-aligned) grid.
-
-    ``raw_shape``/``raw_voxel_size`` are in the sample's own (z, y, x) axes;
-    ``target_voxel_size`` is the atlas voxel size in atlas (z, y, x) axes.
-    """
-
-    raw_shape: tuple[int, int, int]
-    raw_voxel_size: tuple[float, float, float]
-    orientation: Orientation
-    target_voxel_size: tuple[float, float, float]
-
-    # derived geometry --------------------------------------------------------
-    @property
-    def oriented_shape(self) -> tuple[int, int, int]:
-        return self.orientation.oriented_shape(self.raw_shape)
-
-    @property
-    def oriented_voxel_size(self) -> tuple[float, float, float]:
-        return self.orientation.oriented_values(self.raw_voxel_size)
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """Shape of the resampled image (atlas axes)."""
-        return resampled_shape(self.oriented_shape, self.oriented_voxel_size, self.target_voxel_size)
-
-    @property
-    def scale(self) -> np.ndarray:
-        """Oriented raw voxels per resampled voxel, per atlas axis (> 1 means downsampling)."""
-        return np.asarray(self.target_voxel_size, float) / np.asarray(self.oriented_voxel_size, float)
-
-    @property
-    def shape_in_sample_axes(self) -> tuple[int, int, int]:
-        """The resampled shape listed per *sample* axis (before the final transpose)."""
-        out = [0, 0, 0]
-        for i, j in enumerate(self.orientation.perm):
-            out[j] = self.shape[i]
-        return tuple(out)
-
-    def sample_coordinates(self, sample_axis: int) -> np.ndarray:
-        """Raw coordinates (along ``sample_axis``) of the resampled voxels along the atlas
-        axis that sample axis becomes, in resampled index order (descending when flipped)."""
-        i = self.orientation.perm.index(sample_axis)
-        r = np.arange(self.shape[i], dtype=np.float64) * self.scale[i]
-        if self.orientation.flip[i]:
-            r = (self.raw_shape[sample_axis] - 1) - r
-        return r
-
-    def antialias_sigmas(self) -> tuple[float, float, float]:
-        """Gaussian sigma per *sample* axis, in raw voxels: (factor - 1) / 2 when downsampling."""
-        out = [0.0, 0.0, 0.0]
-        for i, j in enumerate(self.orientation.perm):
-            out[j] = max(0.0, (float(self.scale[i]) - 1.0) / 2.0)
-        return tuple(out)
-
-    # points ------------------------------------------------------------------------
-    def sample_to_resampled(self, points: np.ndarray) -> np.ndarray:
-        """(n, 3) raw voxel coordinates → resampled voxel coordinates (same mapping as the image)."""
-        o = self.orientation.apply_to_points(_points(points), self.raw_shape)
-        return o / self.scale
-
-    def resampled_to_sample(self, points: np.ndarray) -> np.ndarray:
-        """(n, 3) resampled voxel coordinates → raw voxel coordinates (exact inverse)."""
-        o = _points(points) * self.scale
-        return self.orientation.invert_points(o, self.raw_shape)
-
-    # serialisation -------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "raw_shape": list(self.raw_shape),
-            "raw_voxel_size": list(self.raw_voxel_size),
-            "perm": list(self.orientation.perm),
-            "flip": list(self.orientation.flip),
-            "clearmap_orientation": list(self.orientation.to_clearmap()),
-            "target_voxel_size": list(self.target_voxel_size),
-            "shape": list(self.shape),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ResampleGrid":
-        return cls(tuple(int(v) for v in d["raw_shape"]), tuple(float(v) for v in d["raw_voxel_size"]),
-                   Orientation(tuple(int(v) for v in d["perm"]), tuple(bool(v) for v in d["flip"])),
-                   tuple(float(v) for v in d["target_voxel_size"]))
-
-
-def _points(points: np.ndarray) -> np.ndarray:
-    pts = np.asarray(points, dtype=np.float64)
-    if pts.ndim != 2 or pts.shape[1] != 3:
-        raise ValueError(f"points must be an (n, 3) array of (z, y, x), got shape {pts.shape}")
-    return pts
-
-
 # -- separable 1-D building blocks ------------------------------------------------------
+
 
 def gaussian_radius(sigma: float) -> int:
     """Half-width of scipy's truncated Gaussian kernel (0 when not filtering)."""
@@ -143,8 +49,7 @@ def smooth_axis(a: np.ndarray, sigma: float, axis: int) -> np.ndarray:
     return ndimage.gaussian_filter1d(a, sigma, axis=axis, mode="nearest", truncate=TRUNCATE)
 
 
-def interp_axis(a: np.ndarray, coords: np.ndarray, axis: int, order: str = "linear",
-                offset: int = 0) -> np.ndarray:
+def interp_axis(a: np.ndarray, coords: np.ndarray, axis: int, order: str = "linear", offset: int = 0) -> np.ndarray:
     """Evaluate ``a`` along ``axis`` at fractional positions ``coords`` (voxel centres at
     integers; ``a`` starts at raw index ``offset``). Positions are clamped to the data."""
     n = a.shape[axis]
@@ -175,7 +80,7 @@ def axis_operator(n: int, coords: np.ndarray, sigma: float, order: str = "linear
         rows = [(i0, 1.0 - w), (i0 + 1, w)]
     r = gaussian_radius(sigma)
     offsets = np.arange(-r, r + 1)
-    kernel = np.exp(-0.5 * offsets ** 2 / sigma ** 2) if r else np.ones(1)
+    kernel = np.exp(-0.5 * offsets**2 / sigma**2) if r else np.ones(1)
     kernel /= kernel.sum()
     W = np.zeros((m, n), np.float64)
     out_idx = np.repeat(np.arange(m), len(offsets))
@@ -187,8 +92,9 @@ def axis_operator(n: int, coords: np.ndarray, sigma: float, order: str = "linear
 
 def _in_plane_operators(grid: ResampleGrid, params: ResampleParams) -> tuple[np.ndarray, np.ndarray]:
     sig = grid.antialias_sigmas() if params.antialias else (0.0, 0.0, 0.0)
-    return tuple(axis_operator(grid.raw_shape[a], grid.sample_coordinates(a), sig[a], params.interpolation)
-                 for a in (1, 2))
+    return tuple(
+        axis_operator(grid.raw_shape[a], grid.sample_coordinates(a), sig[a], params.interpolation) for a in (1, 2)
+    )
 
 
 def _reduce_planes(planes: np.ndarray, ops: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -200,6 +106,7 @@ def _reduce_planes(planes: np.ndarray, ops: tuple[np.ndarray, np.ndarray]) -> np
 
 # -- streaming resampling ---------------------------------------------------------------
 
+
 def plane_range(coords: np.ndarray, sigma: float, n: int) -> tuple[int, int]:
     """Raw planes [lo, hi) whose values determine filtered+interpolated values at ``coords``."""
     r = gaussian_radius(sigma)
@@ -208,8 +115,9 @@ def plane_range(coords: np.ndarray, sigma: float, n: int) -> tuple[int, int]:
     return max(lo, 0), min(hi, n)
 
 
-def iter_resampled_slabs(raw, grid: ResampleGrid, params: ResampleParams,
-                         read_planes: int = 16) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def iter_resampled_slabs(
+    raw, grid: ResampleGrid, params: ResampleParams, read_planes: int = 16
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(q, slab)``: resampled values for an array of indices ``q`` along the *raw*
     plane axis (sample axis 0), in sample-axis order (q, m_y, m_x).
 
@@ -225,12 +133,12 @@ def iter_resampled_slabs(raw, grid: ResampleGrid, params: ResampleParams,
     order = np.argsort(c0, kind="stable")  # process raw planes front to back
     cache_lo, cache = 0, np.zeros((0, *grid.shape_in_sample_axes[1:]), np.float32)
     for k in range(0, len(order), params.chunk_planes):
-        q = order[k:k + params.chunk_planes]
-        lo, hi = plane_range(c0[q], sigma0, n0)   # monotone in k: lo, hi never decrease
+        q = order[k : k + params.chunk_planes]
+        lo, hi = plane_range(c0[q], sigma0, n0)  # monotone in k: lo, hi never decrease
         cache_hi = cache_lo + len(cache)
-        parts = [cache[lo - cache_lo:]] if lo < cache_hi else []
+        parts = [cache[lo - cache_lo :]] if lo < cache_hi else []
         for z in range(max(lo, cache_hi) if parts else lo, hi, read_planes):
-            parts.append(_reduce_planes(np.asarray(raw[z:min(z + read_planes, hi)]), ops))
+            parts.append(_reduce_planes(np.asarray(raw[z : min(z + read_planes, hi)]), ops))
         cache_lo, cache = lo, np.concatenate(parts, axis=0)
         wz = axis_operator(len(cache), c0[q] - lo, sigma0, params.interpolation)
         yield q, np.tensordot(wz, cache, axes=(1, 0))
@@ -248,8 +156,9 @@ def resample_image(raw, grid: ResampleGrid, params: ResampleParams) -> np.ndarra
     return np.ascontiguousarray(np.transpose(out_s, grid.orientation.perm))
 
 
-def resampled_to_raw_planes(resampled: np.ndarray, grid: ResampleGrid, z0: int, z1: int,
-                            order: str = "linear") -> np.ndarray:
+def resampled_to_raw_planes(
+    resampled: np.ndarray, grid: ResampleGrid, z0: int, z1: int, order: str = "linear"
+) -> np.ndarray:
     """Map an image on the resampled grid back onto raw planes [z0, z1) (no filtering):
     raw voxel ``s`` takes the value at ``grid.sample_to_resampled(s)``. Use ``order='nearest'``
     for labels (e.g. an annotation shown over raw data)."""

@@ -11,7 +11,7 @@ import pandas as pd
 
 from spimflow.atlas import load_atlas
 from spimflow.config import AtlasConfig
-from spimflow.io.atomic import atomic_path
+from spimflow.io.tables import write_table
 from spimflow.steps.cells_atlas import cells_to_atlas
 from spimflow.transforms import SampleAtlasTransform
 
@@ -25,7 +25,5 @@ def run(smk: Any) -> None:
     table = cells_to_atlas(cells, transform, atlas, channel="signal")
     inside = int((table.region_id > 0).sum())
     log.info("%d cells, %d inside labelled regions, %d outside", len(table), inside, len(table) - inside)
-    with atomic_path(smk.output.parquet) as tmp:
-        table.to_parquet(tmp, index=False)
-    with atomic_path(smk.output.csv) as tmp:
-        table.to_csv(tmp, index=False)
+    write_table(table, smk.output.parquet)
+    write_table(table, smk.output.csv)

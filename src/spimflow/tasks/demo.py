@@ -13,5 +13,10 @@ log = logging.getLogger(__name__)
 
 def run(smk: Any) -> None:
     manifest = make_demo(Path(smk.params.out_dir), preset=str(smk.params.preset), seed=int(smk.params.seed))
-    log.info("demo: %d cells, sample %s at %s µm, in %.1f s", manifest["n_cells"], manifest["sample_shape"],
-             manifest["sample_voxel_size_um"], manifest["seconds"])
+    log.info(
+        "demo: %d cells, sample %s at %s µm, in %.1f s",
+        manifest["n_cells"],
+        manifest["sample_shape"],
+        manifest["sample_voxel_size_um"],
+        manifest["seconds"],
+    )

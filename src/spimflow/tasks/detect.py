@@ -14,9 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from spimflow.blocks import BlockPlan, concat_cells, detect_blocks, make_plan
 from spimflow.errors import InputFileError
-from spimflow.params.detect import DetectParams
+from spimflow.io.atomic import atomic_path
+from spimflow.io.omezarr import open_ome_zarr
+from spimflow.io.tables import write_table
+from spimflow.params.detect import DetectParams, IlluminationParams
+from spimflow.steps.detect import (
+    IlluminationField,
+    estimate_illumination,
+    profile_illumination,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,65 +42,62 @@ def check_not_empty(image, path) -> None:
         raise InputFileError(f"{path}: the signal volume is empty (shape {shape}); expected an image with voxels")
     arr = image.array
     if getattr(arr, "nchunks_initialized", None) == 0:  # zarr: nothing was ever written
-        raise InputFileError(f"{path}: the signal volume holds only zeros (no chunk was ever written); "
-                             "check the ingest source and crop")
+        raise InputFileError(
+            f"{path}: the signal volume holds only zeros (no chunk was ever written); check the ingest source and crop"
+        )
     step = max(1, int(arr.chunks[0]))
     for z0 in range(0, shape[0], step):
-        if np.any(np.asarray(arr[z0:z0 + step])):
+        if np.any(np.asarray(arr[z0 : z0 + step])):
             return
     raise InputFileError(f"{path}: the signal volume holds only zeros; check the ingest source and crop")
 
 
 def plan(smk: Any) -> None:
-    from spimflow.blocks import make_plan
-    from spimflow.io.omezarr import open_ome_zarr
-
     params = _params(smk)
     img = open_ome_zarr(smk.input.signal)
     check_not_empty(img, smk.input.signal)
     p = make_plan(img.shape, img.voxel_size, params)
-    p.extra = {"signal": str(smk.input.signal), "illumination": params.illumination.enabled}
-    log.info("volume %s, voxel size %s µm: %d blocks of core %s + overlap %s, %d batches of <= %d",
-             img.shape, img.voxel_size, len(p.blocks), p.size, p.overlap, len(p.batches), params.blocks.batch)
+    p.extra = {"signal": str(smk.input.signal), "illumination": bool(smk.params.illumination_enabled)}
+    log.info(
+        "volume %s, voxel size %s µm: %d blocks of core %s + overlap %s, %d batches of <= %d",
+        img.shape,
+        img.voxel_size,
+        len(p.blocks),
+        p.size,
+        p.overlap,
+        len(p.batches),
+        params.blocks.batch,
+    )
     p.save(smk.output[0])
 
 
 def illumination(smk: Any) -> None:
-    from spimflow.io.atomic import atomic_path
-    from spimflow.io.omezarr import open_ome_zarr
-    from spimflow.steps.detect import estimate_illumination, profile_illumination
-
-    params = _params(smk).illumination
+    params = IlluminationParams.model_validate(dict(smk.params.illumination))
     img = open_ome_zarr(smk.input.signal)
     if params.mode == "profile":
         field = profile_illumination(params.profile, img.shape[1:], params)
     else:
-        field = estimate_illumination(lambda a, b: img.array[a:b], img.shape, img.voxel_size, params,
-                                      slab=max(1, int(img.array.chunks[0])))
-    log.info("illumination field %s (%s), coarse factor %s, min %.3f", field.field.shape, params.mode,
-             field.factor, float(field.field.min()))
+        field = estimate_illumination(
+            lambda a, b: img.array[a:b], img.shape, img.voxel_size, params, slab=max(1, int(img.array.chunks[0]))
+        )
+    log.info(
+        "illumination field %s (%s), coarse factor %s, min %.3f",
+        field.field.shape,
+        params.mode,
+        field.factor,
+        float(field.field.min()),
+    )
     with atomic_path(smk.output[0]) as tmp:
         field.save(tmp)
 
 
-def write_table(cells, path) -> None:
-    """Parquet (pyarrow), atomically; an empty table keeps its columns and dtypes."""
-    from spimflow.io.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        cells.to_parquet(tmp, engine="pyarrow", index=False)
-
-
 def batch(smk: Any) -> None:
-    from spimflow.blocks import BlockPlan, detect_blocks
-    from spimflow.steps.detect import IlluminationField
-
     params = _params(smk)
     p = BlockPlan.load(smk.input.plan)
     i = int(smk.wildcards.batch)
     if not 0 <= i < len(p.batches):
         raise InputFileError(f"{smk.input.plan}: no batch {i} (the plan has {len(p.batches)})")
-    field = IlluminationField.load(smk.input.illumination) if params.illumination.enabled else None
+    field = IlluminationField.load(smk.input.illumination) if "illumination" in smk.input.keys() else None
     ids = p.batches[i]
     cells = detect_blocks(smk.input.signal, p, params, ids, illumination=field)
     log.info("batch %d: blocks %s -> %d cells", i, ids, len(cells))
@@ -98,10 +105,6 @@ def batch(smk: Any) -> None:
 
 
 def gather(smk: Any) -> None:
-    import pandas as pd
-
-    from spimflow.blocks import concat_cells
-
     tables = [pd.read_parquet(f) for f in smk.input.batches]
     cells = concat_cells(tables)
     if len(cells) and cells.duplicated(["z", "y", "x"]).any():

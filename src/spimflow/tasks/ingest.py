@@ -31,10 +31,21 @@ def run(smk: Any) -> None:
     with open_source(channel.source, base_dir=".", crop=channel.crop) as reader:
         log.info("%s: %r", name, reader)
         if voxel_size_mismatch(channel.voxel_size, reader.file_voxel_size):
-            log.warning("%s: the file header says voxel size (z, y, x) = %s µm but the config says %s "
-                        "(%s.voxel_size); using the configured value", reader.path,
-                        tuple(round(v, 4) for v in reader.file_voxel_size), tuple(channel.voxel_size),
-                        _config_key(name))
-        ingest_channel(reader, out, channel.voxel_size, params.chunks, params.pyramid_levels, name,
-                       source=channel.source.model_dump(mode="json"),
-                       orientation=channel.model_dump(mode="json")["orientation"])
+            log.warning(
+                "%s: the file header says voxel size (z, y, x) = %s µm but the config says %s "
+                "(%s.voxel_size); using the configured value",
+                reader.path,
+                tuple(round(v, 4) for v in reader.file_voxel_size),
+                tuple(channel.voxel_size),
+                _config_key(name),
+            )
+        ingest_channel(
+            reader,
+            out,
+            channel.voxel_size,
+            params.chunks,
+            params.pyramid_levels,
+            name,
+            source=channel.source.model_dump(mode="json"),
+            orientation=channel.model_dump(mode="json")["orientation"],
+        )

@@ -18,6 +18,7 @@ _NJ = dict(cache=True, nogil=True)
 
 # -- running min / max (van Herk / Gil-Werman), O(1) per voxel -----------------------
 
+
 @nb.njit(**_NJ)
 def _running_rows(p, out, r, use_max, g, h):
     """Min (or max) over rows [j-r, j+r] of the 2D array ``p`` (clamped edges), for every column.
@@ -89,14 +90,14 @@ def _running_x(p, out, r, use_max, b1, b2):
         for i in range(r):
             b1[i] = row[0]
             b1[nx + r + i] = row[nx - 1]
-        b1[r:r + nx] = row
+        b1[r : r + nx] = row
         length = 1
         src = b1
         dst = b2
         while 2 * length <= w:
             m = n - 2 * length + 1
             s0 = src[:m]
-            s1 = src[length:length + m]
+            s1 = src[length : length + m]
             dd = dst[:m]
             if use_max:
                 for i in range(m):
@@ -108,7 +109,7 @@ def _running_x(p, out, r, use_max, b1, b2):
             length *= 2
         o = out[y]
         s0 = src[:nx]
-        s1 = src[w - length:w - length + nx]
+        s1 = src[w - length : w - length + nx]
         if use_max:
             for x in range(nx):
                 o[x] = max(s0[x], s1[x])
@@ -161,18 +162,26 @@ def _x_run(row, out, r, use_max, b1, b2):
     dst = b2
     while 2 * length <= w:
         m = n - 2 * length + 1
-        s0 = src[:m]; s1 = src[length:length + m]; dd = dst[:m]
+        s0 = src[:m]
+        s1 = src[length : length + m]
+        dd = dst[:m]
         if use_max:
-            for i in range(m): dd[i] = max(s0[i], s1[i])
+            for i in range(m):
+                dd[i] = max(s0[i], s1[i])
         else:
-            for i in range(m): dd[i] = min(s0[i], s1[i])
+            for i in range(m):
+                dd[i] = min(s0[i], s1[i])
         src, dst = dst, src
         length *= 2
-    s0 = src[:nx]; s1 = src[w - length:w - length + nx]
+    s0 = src[:nx]
+    s1 = src[w - length : w - length + nx]
     if use_max:
-        for x in range(nx): out[x] = max(s0[x], s1[x])
+        for x in range(nx):
+            out[x] = max(s0[x], s1[x])
     else:
-        for x in range(nx): out[x] = min(s0[x], s1[x])
+        for x in range(nx):
+            out[x] = min(s0[x], s1[x])
+
 
 @nb.njit(**_NJ)
 def tophat_ring(src, dst, ry, rx):
@@ -185,9 +194,9 @@ def tophat_ring(src, dst, ry, rx):
     """
     nz, ny, nx = src.shape
     L = 2 * ry + 1
-    dt = src.dtype                       # min/max are exact in the input type (uint16: 16 lanes)
-    E = np.empty((L, nx), dt)            # x-eroded rows, ring by row index
-    G = np.empty((L, nx), dt)            # x-dilated rows of the y-eroded image, ring
+    dt = src.dtype  # min/max are exact in the input type (uint16: 16 lanes)
+    E = np.empty((L, nx), dt)  # x-eroded rows, ring by row index
+    G = np.empty((L, nx), dt)  # x-dilated rows of the y-eroded image, ring
     f = np.empty(nx, dt)
     b1 = np.empty(nx + 2 * rx, dt)
     b2 = np.empty(nx + 2 * rx, dt)
@@ -204,21 +213,26 @@ def tophat_ring(src, dst, ry, rx):
                     e_next += 1
                 # F[j] = min over E rows j-ry..j+ry (clamped)
                 e0 = E[min(max(j - ry, 0), ny - 1) % L]
-                for x in range(nx): f[x] = e0[x]
+                for x in range(nx):
+                    f[x] = e0[x]
                 for k in range(-ry + 1, ry + 1):
                     ek = E[min(max(j + k, 0), ny - 1) % L]
-                    for x in range(nx): f[x] = min(f[x], ek[x])
+                    for x in range(nx):
+                        f[x] = min(f[x], ek[x])
                 _x_run(f, G[j % L], rx, True, b1, b2)
-            jo = j - ry   # output row: needs G rows jo-ry..jo+ry (clamped), all computed
+            jo = j - ry  # output row: needs G rows jo-ry..jo+ry (clamped), all computed
             if jo >= 0:
                 g0 = G[min(max(jo - ry, 0), ny - 1) % L]
                 dr = d[jo]
-                for x in range(nx): dr[x] = g0[x]
+                for x in range(nx):
+                    dr[x] = g0[x]
                 for k in range(-ry + 1, ry + 1):
                     gk = G[min(max(jo + k, 0), ny - 1) % L]
-                    for x in range(nx): dr[x] = max(dr[x], gk[x])
+                    for x in range(nx):
+                        dr[x] = max(dr[x], gk[x])
                 pr = p[jo]
-                for x in range(nx): dr[x] = np.float32(pr[x]) - dr[x]
+                for x in range(nx):
+                    dr[x] = np.float32(pr[x]) - dr[x]
 
 
 @nb.njit(**_NJ)
@@ -234,6 +248,7 @@ def to_float32(src, dst):
 # Half kernels [w0, w1, ..., wr]: output = w0*c + sum_k wk*(a_-k + a_+k), accumulated in
 # that order for every voxel.
 
+
 @nb.njit(**_NJ)
 def _row_x(src_row, buf, acc, w):
     """acc = symmetric convolution of ``src_row`` with half kernel ``w`` (clamped edges)."""
@@ -242,15 +257,15 @@ def _row_x(src_row, buf, acc, w):
     for i in range(r):
         buf[i] = src_row[0]
         buf[nx + r + i] = src_row[nx - 1]
-    buf[r:r + nx] = src_row
-    c = buf[r:r + nx]
+    buf[r : r + nx] = src_row
+    c = buf[r : r + nx]
     w0 = w[0]
     for x in range(nx):
         acc[x] = w0 * c[x]
     for k in range(1, r + 1):
         wk = w[k]
-        lo = buf[r - k:r - k + nx]
-        hi = buf[r + k:r + k + nx]
+        lo = buf[r - k : r - k + nx]
+        hi = buf[r + k : r + k + nx]
         for x in range(nx):
             acc[x] += wk * (lo[x] + hi[x])
 

@@ -224,6 +224,7 @@ def refine_peaks(f, peaks):
 
 # -- watershed shapes by steepest ascent ----------------------------------------------------
 
+
 @nb.njit(**_NJ)
 def _neighbour_offsets():
     """The 26 neighbour offsets in (dz, dy, dx) lexicographic order: the first 13 precede the centre."""
@@ -266,8 +267,30 @@ def _parent(f, nbr, z, y, x):
 
 
 @nb.njit(**_NJ)
-def cell_shapes(dog, thr, seeds, owned, red_src, red_tgt, rz, ry, rx, vz, vy, vx, radius_um,
-                raw, bg, oz, oy, ox, bz, by, bx, do_shape):
+def cell_shapes(
+    dog,
+    thr,
+    seeds,
+    owned,
+    red_src,
+    red_tgt,
+    rz,
+    ry,
+    rx,
+    vz,
+    vy,
+    vx,
+    radius_um,
+    raw,
+    bg,
+    oz,
+    oy,
+    ox,
+    bz,
+    by,
+    bx,
+    do_shape,
+):
     """Watershed shape and measurements of the cells ``seeds[owned]``.
 
     Shape of cell c (seed voxel p): the voxels x with dog > thr whose steepest-ascent
@@ -316,7 +339,7 @@ def cell_shapes(dog, thr, seeds, owned, red_src, red_tgt, rz, ry, rx, vz, vy, vx
     for e in range(26):
         loff[e] = (nbr[e, 0] * ly + nbr[e, 1]) * lx + nbr[e, 2]
     inball = np.zeros(nl, np.uint8)
-    bl = np.empty(nl, np.int64)   # local indices of the ball voxels, raster order
+    bl = np.empty(nl, np.int64)  # local indices of the ball voxels, raster order
     nb_ = 0
     r2 = radius_um * radius_um
     for az in range(1, lz - 1):
@@ -333,9 +356,9 @@ def cell_shapes(dog, thr, seeds, owned, red_src, red_tgt, rz, ry, rx, vz, vy, vx
     loc = np.empty(nl, np.float32)
     code = np.empty(nl, np.int8)
     cstamp = np.full(nl, -1, np.int64)  # cell for which code[] was computed
-    stamp = np.full(nl, -1, np.int64)   # cell whose walk resolved this voxel
-    res = np.zeros(nl, np.uint8)        # 1: belongs to that cell
-    pl = np.empty(nl + 1, np.int64)     # current path (local indices)
+    stamp = np.full(nl, -1, np.int64)  # cell whose walk resolved this voxel
+    res = np.zeros(nl, np.uint8)  # 1: belongs to that cell
+    pl = np.empty(nl + 1, np.int64)  # current path (local indices)
     nred = red_src.shape[0]
     skey = np.empty(nred, np.int64)
     for i in range(nred):
@@ -348,7 +371,7 @@ def cell_shapes(dog, thr, seeds, owned, red_src, red_tgt, rz, ry, rx, vz, vy, vx
         pz, py, px = seeds[c, 0], seeds[c, 1], seeds[c, 2]
         if not (dog[pz, py, px] > thr):
             continue
-        z0, y0, x0 = pz - rz - 1, py - ry - 1, px - rx - 1   # volume index of local (0, 0, 0)
+        z0, y0, x0 = pz - rz - 1, py - ry - 1, px - rx - 1  # volume index of local (0, 0, 0)
         # gather the box (independent loads: the memory system overlaps them)
         for az in range(lz):
             z = z0 + az

@@ -10,8 +10,8 @@ cell is exactly what a whole-volume run gives (same floats, same shape).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,15 +19,27 @@ import pandas as pd
 from spimflow.params.detect import DetectParams
 from spimflow.steps.detect import _objects_nb as O
 from spimflow.steps.detect.filters import (
-    IlluminationField, as_float32, background_radius, dog_filter, dog_radius, remove_background,
+    IlluminationField,
+    as_float32,
+    background_radius,
+    dog_filter,
+    dog_radius,
+    remove_background,
 )
 
 #: Columns of a cell table, in order, with their dtypes.
 CELL_COLUMNS: dict[str, str] = {
-    "z": "float64", "y": "float64", "x": "float64",
-    "size": "int64", "volume_um3": "float64",
-    "intensity_raw": "float64", "intensity_bg": "float64", "intensity_dog": "float64",
-    "mean_raw": "float64", "mean_bg": "float64", "mean_dog": "float64",
+    "z": "float64",
+    "y": "float64",
+    "x": "float64",
+    "size": "int64",
+    "volume_um3": "float64",
+    "intensity_raw": "float64",
+    "intensity_bg": "float64",
+    "intensity_dog": "float64",
+    "mean_raw": "float64",
+    "mean_bg": "float64",
+    "mean_dog": "float64",
     "block": "int64",
 }
 #: Columns a threshold may use (everything measured).
@@ -41,15 +53,16 @@ def empty_cells() -> pd.DataFrame:
 
 # -- reach of each step, in voxels ---------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Radii:
     """How far (voxels, per axis z, y, x) each step looks; sets the block overlap."""
 
     background: tuple[int, int, int]  # reach of the opening (2 x rectangle half-size, 0 along z)
-    dog: tuple[int, int, int]         # outer Gaussian half-width
-    maxima: tuple[int, int, int]      # h-max / plateau window half-size (>= 1)
-    shape: tuple[int, int, int]       # max cell radius: half-size of the watershed box
-    box: tuple[int, int, int]         # peak-intensity box half-size
+    dog: tuple[int, int, int]  # outer Gaussian half-width
+    maxima: tuple[int, int, int]  # h-max / plateau window half-size (>= 1)
+    shape: tuple[int, int, int]  # max cell radius: half-size of the watershed box
+    box: tuple[int, int, int]  # peak-intensity box half-size
 
     @property
     def filters(self) -> tuple[int, int, int]:
@@ -97,6 +110,7 @@ def required_overlap(voxel_size: Sequence[float], params: DetectParams) -> tuple
 
 # -- steps -------------------------------------------------------------------------------
 
+
 @dataclass
 class Filtered:
     """The images of the chain on one block.
@@ -112,8 +126,13 @@ class Filtered:
     origin: tuple[int, int, int] = (0, 0, 0)
 
 
-def filter_chain(raw: np.ndarray, voxel_size: Sequence[float], params: DetectParams,
-                 gain: np.ndarray | None = None, sub: tuple[slice, slice, slice] | None = None) -> Filtered:
+def filter_chain(
+    raw: np.ndarray,
+    voxel_size: Sequence[float],
+    params: DetectParams,
+    gain: np.ndarray | None = None,
+    sub: tuple[slice, slice, slice] | None = None,
+) -> Filtered:
     """Illumination (``gain``: 1/field, broadcast over planes), background, DoG.
 
     A switched-off step passes its input through, so ``bg`` is the illumination-
@@ -137,10 +156,10 @@ def filter_chain(raw: np.ndarray, voxel_size: Sequence[float], params: DetectPar
 
 @dataclass
 class Maxima:
-    peaks: np.ndarray    # (n, 3) int64 peak voxel of each maximum (indices of the image searched)
-    deltas: np.ndarray   # (n, 3) float64 centre - peak (sub-voxel fit or region centroid)
+    peaks: np.ndarray  # (n, 3) int64 peak voxel of each maximum (indices of the image searched)
+    deltas: np.ndarray  # (n, 3) float64 centre - peak (sub-voxel fit or region centroid)
     rejected: np.ndarray  # (k, 3) int64 local maxima that were not kept (plateau duplicates, h-max) ...
-    targets: np.ndarray   # (k, 3) int64 ... and the brighter (or equal, earlier) voxel that rejected each
+    targets: np.ndarray  # (k, 3) int64 ... and the brighter (or equal, earlier) voxel that rejected each
 
 
 def find_maxima(f: np.ndarray, voxel_size: Sequence[float], params: DetectParams) -> Maxima:
@@ -180,8 +199,9 @@ def owned_mask(centres: np.ndarray, core: Sequence[tuple[int, int]], volume_shap
     return np.all((vox >= lo) & (vox < hi), axis=1)
 
 
-def measure_cells(flt: Filtered, maxima: Maxima, owned: np.ndarray, voxel_size: Sequence[float],
-                  params: DetectParams) -> dict[str, np.ndarray]:
+def measure_cells(
+    flt: Filtered, maxima: Maxima, owned: np.ndarray, voxel_size: Sequence[float], params: DetectParams
+) -> dict[str, np.ndarray]:
     """Shape (watershed) and intensities of the maxima (found in ``flt.dog``) with index in ``owned``.
 
     size: voxels in the watershed shape (0 when shape is off or the peak is not above
@@ -191,22 +211,48 @@ def measure_cells(flt: Filtered, maxima: Maxima, owned: np.ndarray, voxel_size: 
     r = detection_radii(voxel_size, params)
     vz, vy, vx = (float(v) for v in voxel_size)
     size, sums, peaks = O.cell_shapes(
-        flt.dog, np.float32(params.shape.threshold), maxima.peaks, owned.astype(np.int64), maxima.rejected, maxima.targets, *r.shape,
-        vz, vy, vx, float(params.shape.max_radius_um), flt.raw, flt.bg, *flt.origin, *r.box,
-        bool(params.shape.enabled))
+        flt.dog,
+        np.float32(params.shape.threshold),
+        maxima.peaks,
+        owned.astype(np.int64),
+        maxima.rejected,
+        maxima.targets,
+        *r.shape,
+        vz,
+        vy,
+        vx,
+        float(params.shape.max_radius_um),
+        flt.raw,
+        flt.bg,
+        *flt.origin,
+        *r.box,
+        bool(params.shape.enabled),
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         means = sums / np.where(size > 0, size, np.nan)[:, None]
     return {
-        "size": size, "volume_um3": size * (vz * vy * vx),
-        "intensity_raw": peaks[:, 0], "intensity_bg": peaks[:, 1], "intensity_dog": peaks[:, 2],
-        "mean_raw": means[:, 0], "mean_bg": means[:, 1], "mean_dog": means[:, 2],
+        "size": size,
+        "volume_um3": size * (vz * vy * vx),
+        "intensity_raw": peaks[:, 0],
+        "intensity_bg": peaks[:, 1],
+        "intensity_dog": peaks[:, 2],
+        "mean_raw": means[:, 0],
+        "mean_bg": means[:, 1],
+        "mean_dog": means[:, 2],
     }
 
 
-def detect_block(raw: np.ndarray, voxel_size: Sequence[float], params: DetectParams, *,
-                 offset: Sequence[int] = (0, 0, 0), core: Sequence[tuple[int, int]] | None = None,
-                 volume_shape: Sequence[int] | None = None, gain: np.ndarray | None = None,
-                 block_id: int = 0) -> pd.DataFrame:
+def detect_block(
+    raw: np.ndarray,
+    voxel_size: Sequence[float],
+    params: DetectParams,
+    *,
+    offset: Sequence[int] = (0, 0, 0),
+    core: Sequence[tuple[int, int]] | None = None,
+    volume_shape: Sequence[int] | None = None,
+    gain: np.ndarray | None = None,
+    block_id: int = 0,
+) -> pd.DataFrame:
     """Detect the cells of one block (or a whole volume: default core = everything).
 
     ``raw``: the block's voxels (any real dtype), (z, y, x); ``offset``: volume index of
@@ -240,13 +286,22 @@ def detect_block(raw: np.ndarray, voxel_size: Sequence[float], params: DetectPar
     if not len(owned):
         return empty_cells()
     meas = measure_cells(flt, mx, owned, voxel_size, params)
-    table = {"z": centres[owned, 0], "y": centres[owned, 1], "x": centres[owned, 2], **meas,
-             "block": np.full(len(owned), block_id, np.int64)}
+    table = {
+        "z": centres[owned, 0],
+        "y": centres[owned, 1],
+        "x": centres[owned, 2],
+        **meas,
+        "block": np.full(len(owned), block_id, np.int64),
+    }
     return pd.DataFrame({c: np.asarray(table[c]).astype(t) for c, t in CELL_COLUMNS.items()})
 
 
-def detect_cells(volume: np.ndarray, voxel_size: Sequence[float], params: DetectParams | None = None,
-                 illumination: IlluminationField | None = None) -> pd.DataFrame:
+def detect_cells(
+    volume: np.ndarray,
+    voxel_size: Sequence[float],
+    params: DetectParams | None = None,
+    illumination: IlluminationField | None = None,
+) -> pd.DataFrame:
     """The whole chain on an in-memory volume as a single block (for notebooks and tests)."""
     params = params or DetectParams()
     gain = None

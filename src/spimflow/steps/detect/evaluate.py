@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -28,8 +28,7 @@ class Match:
         return self.n_matched / self.n_reference if self.n_reference else 1.0
 
 
-def match_points(detected: np.ndarray, reference: np.ndarray, radius_um: float,
-                 voxel_size: Sequence[float]) -> Match:
+def match_points(detected: np.ndarray, reference: np.ndarray, radius_um: float, voxel_size: Sequence[float]) -> Match:
     """Optimal (Hungarian, minimum total distance) one-to-one matching of (z, y, x) voxel
     points whose physical distance is at most ``radius_um``; each connected group of
     candidate pairs is solved separately, so it scales to millions of points."""

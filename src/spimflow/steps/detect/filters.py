@@ -8,11 +8,12 @@ array. Edges are handled as "nearest" (clamped indices). See docs/detection.md.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
+import tifffile
 
 from spimflow.errors import InputFileError
 from spimflow.params.detect import BackgroundParams, DogParams, IlluminationParams
@@ -28,6 +29,7 @@ def as_float32(a: np.ndarray) -> np.ndarray:
 
 
 # -- illumination --------------------------------------------------------------------
+
 
 @dataclass
 class IlluminationField:
@@ -46,7 +48,7 @@ class IlluminationField:
 
     def gain(self, z: tuple[int, int], y: tuple[int, int], x: tuple[int, int]) -> np.ndarray:
         """Multiplicative gain (1 / field) for the voxels [z0, z1) x [y0, y1) x [x0, x1)."""
-        planes = self.field[z[0]:z[1]] if self.field.shape[0] > 1 else self.field[:1]
+        planes = self.field[z[0] : z[1]] if self.field.shape[0] > 1 else self.field[:1]
         wy = _interp_weights(np.arange(y[0], y[1]), self.factor[0], self.field.shape[1])
         wx = _interp_weights(np.arange(x[0], x[1]), self.factor[1], self.field.shape[2])
         (j0, j1, ty), (i0, i1, tx) = wy, wx
@@ -61,7 +63,7 @@ class IlluminationField:
             np.savez(fh, field=self.field, factor=np.array(self.factor), floor=np.array(self.floor))
 
     @classmethod
-    def load(cls, path: str | Path) -> "IlluminationField":
+    def load(cls, path: str | Path) -> IlluminationField:
         with np.load(path) as d:
             return cls(d["field"].astype(np.float32), tuple(int(v) for v in d["factor"]), float(d["floor"]))
 
@@ -92,9 +94,13 @@ def illumination_factor(voxel_size: Sequence[float], params: IlluminationParams)
     return max(1, int(params.sigma_um / 2.0 / min(voxel_size[1], voxel_size[2])))
 
 
-def estimate_illumination(read: Callable[[int, int], np.ndarray], shape: Sequence[int],
-                          voxel_size: Sequence[float], params: IlluminationParams,
-                          slab: int = 16) -> IlluminationField:
+def estimate_illumination(
+    read: Callable[[int, int], np.ndarray],
+    shape: Sequence[int],
+    voxel_size: Sequence[float],
+    params: IlluminationParams,
+    slab: int = 16,
+) -> IlluminationField:
     """Per-plane flat-field estimate: each plane block-averaged, Gaussian-smoothed by
     ``sigma_um`` and normalised to 1 at its maximum. ``read(z0, z1)`` returns planes
     [z0, z1); memory is bounded by one slab."""
@@ -115,8 +121,6 @@ def estimate_illumination(read: Callable[[int, int], np.ndarray], shape: Sequenc
 
 def profile_illumination(path: str | Path, plane_shape: Sequence[int], params: IlluminationParams) -> IlluminationField:
     """Flat-field from a (y, x) profile image (normalised to 1 at its maximum), used for all planes."""
-    import tifffile
-
     path = Path(path)
     if not path.is_file():
         raise InputFileError(f"steps.detect.illumination.profile: file not found: {path}")
@@ -126,8 +130,10 @@ def profile_illumination(path: str | Path, plane_shape: Sequence[int], params: I
         raise InputFileError(f"steps.detect.illumination.profile: {path} is not a readable TIFF ({exc})") from exc
     prof = np.squeeze(prof)
     if prof.shape != tuple(plane_shape):
-        raise InputFileError(f"steps.detect.illumination.profile: {path} has shape {prof.shape}, "
-                             f"expected the signal's in-plane shape (y, x) = {tuple(plane_shape)}")
+        raise InputFileError(
+            f"steps.detect.illumination.profile: {path} has shape {prof.shape}, "
+            f"expected the signal's in-plane shape (y, x) = {tuple(plane_shape)}"
+        )
     top = prof.max()
     if not top > 0:
         raise InputFileError(f"steps.detect.illumination.profile: {path} has no positive value")
@@ -136,10 +142,10 @@ def profile_illumination(path: str | Path, plane_shape: Sequence[int], params: I
 
 # -- background -----------------------------------------------------------------------
 
+
 def background_radius(voxel_size: Sequence[float], params: BackgroundParams) -> tuple[int, int]:
     """Half-sizes (y, x) in voxels of the opening rectangle: width 2r+1 ≈ size_um / voxel."""
-    return tuple(max(0, int(math.floor((s / v - 1.0) / 2.0 + 0.5)))
-                 for s, v in zip(params.size_um, voxel_size[1:]))  # type: ignore[return-value]
+    return tuple(max(0, int(math.floor((s / v - 1.0) / 2.0 + 0.5))) for s, v in zip(params.size_um, voxel_size[1:]))  # type: ignore[return-value]
 
 
 def remove_background(img: np.ndarray, voxel_size: Sequence[float], params: BackgroundParams) -> np.ndarray:
@@ -165,6 +171,7 @@ def remove_background(img: np.ndarray, voxel_size: Sequence[float], params: Back
 
 # -- difference of Gaussians ----------------------------------------------------------------
 
+
 def gaussian_half_kernel(sigma_vox: float, truncate: float) -> np.ndarray:
     """[w0, w1, ..., wr] of a sampled Gaussian, r = ceil(truncate*sigma), w0 + 2*sum(w1..) = 1."""
     r = max(1, int(math.ceil(truncate * sigma_vox)))
@@ -176,8 +183,7 @@ def gaussian_half_kernel(sigma_vox: float, truncate: float) -> np.ndarray:
 
 def dog_radius(voxel_size: Sequence[float], params: DogParams) -> tuple[int, int, int]:
     """Reach (voxels per axis) of the DoG: the outer kernel's half-width."""
-    return tuple(len(gaussian_half_kernel(params.sigma_outer_um / v, params.truncate)) - 1
-                 for v in voxel_size)  # type: ignore[return-value]
+    return tuple(len(gaussian_half_kernel(params.sigma_outer_um / v, params.truncate)) - 1 for v in voxel_size)  # type: ignore[return-value]
 
 
 def dog_filter(img: np.ndarray, voxel_size: Sequence[float], params: DogParams) -> np.ndarray:

@@ -12,7 +12,7 @@ Pure numpy + Pillow (a scikit-image dependency).
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -59,8 +59,15 @@ def stretch(image: np.ndarray, low: float = 1.0, high: float = 99.8) -> np.ndarr
     return (np.clip((image - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
 
 
-def render_plane(slab_max: np.ndarray, z: int, kept: pd.DataFrame, removed: pd.DataFrame, halfwidth: int,
-                 voxel_size: Sequence[float], max_side: int = 900):
+def render_plane(
+    slab_max: np.ndarray,
+    z: int,
+    kept: pd.DataFrame,
+    removed: pd.DataFrame,
+    halfwidth: int,
+    voxel_size: Sequence[float],
+    max_side: int = 900,
+):
     """RGB Pillow image of one plane (the max over its slab) with circles at the cells near it
     (centre within ``halfwidth`` planes of ``z``).
 
@@ -113,8 +120,9 @@ def sphere_radii_vox(cells: pd.DataFrame, voxel_size: Sequence[float]) -> np.nda
     return r_um[:, None] / np.asarray(voxel_size, float)[None, :]
 
 
-def sphere_tiles(cells: pd.DataFrame, shape: Sequence[int], voxel_size: Sequence[float],
-                 tile: Sequence[int]) -> Iterator[tuple[tuple[slice, slice, slice], np.ndarray]]:
+def sphere_tiles(
+    cells: pd.DataFrame, shape: Sequence[int], voxel_size: Sequence[float], tile: Sequence[int]
+) -> Iterator[tuple[tuple[slice, slice, slice], np.ndarray]]:
     """(region, uint32 labels) for every tile of the grid ``tile`` that a cell sphere touches.
 
     Label of cell i (row i of ``cells``) is i + 1; where spheres overlap, the later row wins.
@@ -146,6 +154,8 @@ def sphere_tiles(cells: pd.DataFrame, shape: Sequence[int], voxel_size: Sequence
                 continue
             axes = [((np.arange(a[d], b[d]) - centre[i, d]) / rad[i, d]) ** 2 for d in range(3)]
             inside = axes[0][:, None, None] + axes[1][None, :, None] + axes[2][None, None, :] <= 1.0
-            sub = labels[a[0] - start[0]:b[0] - start[0], a[1] - start[1]:b[1] - start[1], a[2] - start[2]:b[2] - start[2]]
+            sub = labels[
+                a[0] - start[0] : b[0] - start[0], a[1] - start[1] : b[1] - start[1], a[2] - start[2] : b[2] - start[2]
+            ]
             sub[inside] = i + 1
         yield tuple(slice(int(s), int(e)) for s, e in zip(start, stop)), labels

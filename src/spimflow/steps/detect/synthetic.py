@@ -8,7 +8,7 @@ of the blob centres (continuous, voxel centres at integers).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -56,11 +56,19 @@ def _place_centres(rng, shape_um, n, min_dist, pair_fraction, pair_dist):
     return np.array(pts).reshape(-1, 3), np.array(partner, bool)
 
 
-def make_synthetic_cells(shape: Sequence[int], voxel_size: Sequence[float] = (4.0, 2.0, 2.0), *,
-                         density_per_mm3: float = 40000.0, sigma_um: tuple[float, float] = (4.0, 6.0),
-                         amplitude: tuple[float, float] = (800.0, 3000.0), background: float = 150.0,
-                         gradient: float = 0.5, texture: float = 60.0, pair_fraction: float = 0.1,
-                         seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
+def make_synthetic_cells(
+    shape: Sequence[int],
+    voxel_size: Sequence[float] = (4.0, 2.0, 2.0),
+    *,
+    density_per_mm3: float = 40000.0,
+    sigma_um: tuple[float, float] = (4.0, 6.0),
+    amplitude: tuple[float, float] = (800.0, 3000.0),
+    background: float = 150.0,
+    gradient: float = 0.5,
+    texture: float = 60.0,
+    pair_fraction: float = 0.1,
+    seed: int = 0,
+) -> tuple[np.ndarray, pd.DataFrame]:
     """A uint16 volume (z, y, x) and its truth table (z, y, x voxels, sigma_um, amplitude, pair).
 
     ``gradient``: relative illumination falls linearly from 1 to 1-gradient along x
@@ -87,6 +95,7 @@ def make_synthetic_cells(shape: Sequence[int], voxel_size: Sequence[float] = (4.
         tex = gaussian_filter(rng.normal(size=coarse), 1.5)
         tex /= tex.std() + 1e-12
         from scipy.ndimage import zoom
+
         tex = zoom(tex, [s / c for s, c in zip(shape, coarse)], order=1)[: shape[0], : shape[1], : shape[2]]
         img += np.float32(background) + np.float32(texture) * np.maximum(tex, -2.0).astype(np.float32)
     else:
@@ -98,13 +107,20 @@ def make_synthetic_cells(shape: Sequence[int], voxel_size: Sequence[float] = (4.
         hi = np.minimum(np.floor(cv).astype(int) + r + 1, shape)
         axes = [((np.arange(lo[a], hi[a]) - cv[a]) * vs[a]) ** 2 for a in range(3)]
         d2 = axes[0][:, None, None] + axes[1][None, :, None] + axes[2][None, None, :]
-        img[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] += (a * np.exp(-d2 / (2 * s * s))).astype(np.float32)
+        img[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] += (a * np.exp(-d2 / (2 * s * s))).astype(np.float32)
     illum = (1.0 - gradient * np.arange(shape[2]) / max(shape[2] - 1, 1)).astype(np.float32)
     img *= illum[None, None, :]
     noisy = rng.poisson(np.maximum(img, 0)).astype(np.float64)
     vol = np.clip(noisy, 0, 65535).astype(np.uint16)
     cv = centres_um / vs
-    truth = pd.DataFrame({"z": cv[:, 0], "y": cv[:, 1], "x": cv[:, 2], "sigma_um": sig,
-                          "amplitude": amp * illum[np.clip(np.rint(cv[:, 2]).astype(int), 0, shape[2] - 1)],
-                          "pair": pair})
+    truth = pd.DataFrame(
+        {
+            "z": cv[:, 0],
+            "y": cv[:, 1],
+            "x": cv[:, 2],
+            "sigma_um": sig,
+            "amplitude": amp * illum[np.clip(np.rint(cv[:, 2]).astype(int), 0, shape[2] - 1)],
+            "pair": pair,
+        }
+    )
     return vol, truth

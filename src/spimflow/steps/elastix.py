@@ -1,0 +1,292 @@
+"""itk-elastix (no external binaries): numpy ↔ ITK images, parameter maps, registration,
+warping with transformix.
+
+FIXED = resampled autofluorescence, MOVING = atlas reference, both handed to elastix
+with spacing = atlas voxel size (x, y, z order for ITK) and origin 0, so elastix's
+physical frame is exactly the resampled-voxel × voxel-size frame of
+:class:`spimflow.geometry.ResampleGrid`. The resulting transform maps sample (fixed)
+physical points to atlas (moving) physical points: that is the sample → atlas direction
+for points (:mod:`spimflow.transforms`) and the direction transformix needs to warp the
+atlas annotation/reference into sample space.
+
+Everything here takes and returns numpy (z, y, x) arrays; ITK images exist only inside
+these functions. ``itk`` is imported inside them on purpose: it loads lazily and takes
+about 10 s, which only the registration job should pay.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from spimflow.errors import ConfigError
+from spimflow.params.register import ElastixStage, RegisterParams
+from spimflow.transforms import ParameterMap, read_parameter_file
+
+RANDOM_SEED = 121212  # elastix samplers are random: fix the seed for reproducible runs
+
+
+# -- images ------------------------------------------------------------------------------
+
+
+def load_itk() -> float:
+    """Import itk-elastix (it loads lazily, ~10 s the first time); returns the seconds spent,
+    so timings of the registration itself are not polluted by it."""
+    t0 = time.perf_counter()
+    import itk
+
+    itk.ElastixRegistrationMethod, itk.TransformixFilter, itk.ParameterObject  # noqa: B018 - force the lazy load
+    return time.perf_counter() - t0
+
+
+def to_itk(arr: np.ndarray, voxel_size_zyx: Sequence[float]):
+    """numpy (z, y, x) → itk float image with spacing (x, y, z) and origin 0."""
+    import itk
+
+    img = itk.image_from_array(np.ascontiguousarray(arr, dtype=np.float32))
+    img.SetSpacing([float(v) for v in voxel_size_zyx[::-1]])
+    img.SetOrigin([0.0, 0.0, 0.0])
+    return img
+
+
+def from_itk(img) -> np.ndarray:
+    import itk
+
+    return np.asarray(itk.array_from_image(img))
+
+
+# -- parameter maps ------------------------------------------------------------------------
+
+
+def _as_strings(v) -> list[str]:
+    if isinstance(v, (list, tuple)):
+        return [str(x).lower() if isinstance(x, bool) else str(x) for x in v]
+    return [str(v).lower() if isinstance(v, bool) else str(v)]
+
+
+def stage_map(kind: str, stage: ElastixStage, grid_spacing_um: float | None = None) -> dict[str, list[str]]:
+    """One elastix parameter map for ``kind`` ('affine' or 'bspline') from a config stage.
+
+    Based on ClearMap's align_affine/align_bspline files (multi-resolution, Mattes MI,
+    adaptive stochastic gradient descent, random coordinate sampling), with the
+    resolutions/iterations/samples/metric from config and ``stage.extra`` on top.
+    """
+    m: dict[str, list[str]] = {
+        "Registration": ["MultiResolutionRegistration"],
+        "FixedImagePyramid": ["FixedSmoothingImagePyramid"],
+        "MovingImagePyramid": ["MovingSmoothingImagePyramid"],
+        "Interpolator": ["LinearInterpolator"],
+        "ResampleInterpolator": ["FinalBSplineInterpolator"],
+        "FinalBSplineInterpolationOrder": ["1"],
+        "Resampler": ["DefaultResampler"],
+        "Optimizer": ["AdaptiveStochasticGradientDescent"],
+        "AutomaticParameterEstimation": ["true"],
+        "Metric": [stage.metric],
+        "NumberOfHistogramBins": ["32"],
+        "ImageSampler": ["RandomCoordinate"],
+        "NewSamplesEveryIteration": ["true"],
+        "CheckNumberOfSamples": ["true"],
+        "MaximumNumberOfSamplingAttempts": ["10"],
+        "NumberOfResolutions": [str(stage.resolutions)],
+        "MaximumNumberOfIterations": [str(stage.iterations)],
+        "NumberOfSpatialSamples": [str(stage.spatial_samples)],
+        "HowToCombineTransforms": ["Compose"],
+        "DefaultPixelValue": ["0"],
+        "WriteResultImage": ["true"],
+        "ResultImagePixelType": ["float"],
+        "RandomSeed": [str(RANDOM_SEED)],
+        "UseDirectionCosines": ["true"],
+    }
+    if kind == "affine":
+        m.update(
+            {
+                "Transform": ["AffineTransform"],
+                "AutomaticTransformInitialization": ["true"],
+                "AutomaticTransformInitializationMethod": ["CenterOfGravity"],
+                "AutomaticScalesEstimation": ["true"],
+            }
+        )
+    elif kind == "bspline":
+        if grid_spacing_um is None:
+            raise ValueError("bspline stage needs grid_spacing_um")
+        m.update(
+            {
+                "Transform": ["BSplineTransform"],
+                "FinalGridSpacingInPhysicalUnits": [str(float(grid_spacing_um))],
+                "GridSpacingSchedule": [str(2.0**k) for k in reversed(range(stage.resolutions))],
+            }
+        )
+    else:
+        raise ValueError(f"unknown stage kind {kind!r}")
+    for key, value in stage.extra.items():
+        m[key] = _as_strings(value)
+    return m
+
+
+def parameter_maps(params: RegisterParams, base: str | Path = ".") -> list[dict[str, list[str]]]:
+    """The elastix parameter maps for the atlas registration, in order: the user's own
+    ``parameter_files`` when given (applied in order), else affine then B-spline."""
+    if params.parameter_files:
+        maps = []
+        for p in params.parameter_files:
+            path = Path(base) / p
+            try:
+                maps.append(read_parameter_file(path))
+            except Exception as exc:  # noqa: BLE001
+                raise ConfigError(f"steps.registration.parameter_files: {exc}") from None
+            if "Transform" not in maps[-1]:
+                raise ConfigError(f"steps.registration.parameter_files: {path} names no (Transform ...)")
+        return maps
+    maps = []
+    if params.affine.enabled:
+        maps.append(stage_map("affine", params.affine))
+    if params.bspline.enabled:
+        maps.append(stage_map("bspline", params.bspline, params.bspline_grid_spacing_um))
+    if not maps:
+        raise ConfigError(
+            "steps.registration: both affine and bspline are disabled and no parameter_files are given; "
+            "enable at least one stage"
+        )
+    return maps
+
+
+def _parameter_object(maps: Sequence[ParameterMap]):
+    import itk
+
+    po = itk.ParameterObject.New()
+    for m in maps:
+        po.AddParameterMap({k: list(v) for k, v in m.items()})
+    return po
+
+
+# -- registration ---------------------------------------------------------------------------
+
+
+@dataclass
+class Registration:
+    """Result of one elastix run: the transform maps (fixed → moving), the moving image
+    resampled onto the fixed grid, and the wall time."""
+
+    transform_maps: list[dict[str, list[str]]]
+    warped_moving: np.ndarray
+    seconds: float
+
+
+def register(
+    fixed: np.ndarray,
+    moving: np.ndarray,
+    voxel_size: Sequence[float],
+    maps: Sequence[ParameterMap],
+    threads: int = 1,
+    log_file: str | Path | None = None,
+    moving_voxel_size: Sequence[float] | None = None,
+) -> Registration:
+    """Run elastix: find T with moving(T(x)) ≈ fixed(x), x in fixed physical space (µm).
+
+    Both images are (z, y, x) with origin 0 and spacing ``voxel_size`` (the moving image
+    may have its own ``moving_voxel_size``).
+    """
+    import itk
+
+    t0 = time.perf_counter()
+    method = itk.ElastixRegistrationMethod[itk.Image[itk.F, 3], itk.Image[itk.F, 3]].New()
+    method.SetFixedImage(to_itk(fixed, voxel_size))
+    method.SetMovingImage(to_itk(moving, moving_voxel_size or voxel_size))
+    method.SetParameterObject(_parameter_object(maps))
+    method.SetNumberOfThreads(int(max(1, threads)))
+    method.SetLogToConsole(False)
+    with tempfile.TemporaryDirectory(prefix="spimflow-elastix-") as tmp:
+        if log_file is not None:
+            method.SetOutputDirectory(tmp)
+            method.SetLogToFile(True)
+            method.SetLogFileName("elastix.log")
+        try:
+            method.Update()
+        finally:
+            if log_file is not None and (Path(tmp) / "elastix.log").exists():
+                Path(log_file).write_text((Path(tmp) / "elastix.log").read_text(errors="replace"))
+    tpo = method.GetTransformParameterObject()
+    out_maps = []
+    for i in range(tpo.GetNumberOfParameterMaps()):
+        m = tpo.GetParameterMap(i)
+        out_maps.append({k: list(m[k]) for k in m.keys()})
+    warped = from_itk(method.GetOutput()).astype(np.float32)
+    return Registration(out_maps, warped, time.perf_counter() - t0)
+
+
+def warp(
+    moving: np.ndarray,
+    moving_voxel_size: Sequence[float],
+    transform_maps: Sequence[ParameterMap],
+    labels: bool = False,
+    threads: int = 1,
+) -> np.ndarray:
+    """Resample ``moving`` onto the fixed grid the transform maps describe (transformix).
+
+    ``labels=True``: nearest neighbour, exact for any integer ids (they are mapped to
+    consecutive small integers for elastix's float pipeline and back)."""
+    import itk
+
+    maps = [{k: list(v) for k, v in m.items()} for m in transform_maps]
+    if labels:
+        ids, inverse = np.unique(moving, return_inverse=True)
+        if len(ids) > 2**24:
+            raise ValueError("more than 2^24 distinct labels cannot pass through elastix's float images")
+        moving_f = inverse.reshape(moving.shape).astype(np.float32)
+        for m in maps:
+            m["ResampleInterpolator"] = ["FinalNearestNeighborInterpolator"]
+            m["FinalBSplineInterpolationOrder"] = ["0"]
+            m["DefaultPixelValue"] = ["-1"]  # outside the atlas -> label 0 below
+    else:
+        moving_f = moving.astype(np.float32)
+        for m in maps:
+            m["ResampleInterpolator"] = ["FinalBSplineInterpolator"]
+            m["FinalBSplineInterpolationOrder"] = ["1"]
+            m["DefaultPixelValue"] = ["0"]
+    for m in maps:
+        m["ResultImagePixelType"] = ["float"]
+    f = itk.TransformixFilter[itk.Image[itk.F, 3]].New()
+    f.SetMovingImage(to_itk(moving_f, moving_voxel_size))
+    f.SetTransformParameterObject(_parameter_object(maps))
+    f.SetLogToConsole(False)
+    f.SetNumberOfWorkUnits(int(max(1, threads)))
+    f.Update()
+    out = from_itk(f.GetOutput())
+    if labels:
+        k = np.rint(out).astype(np.int64)
+        res = ids[np.clip(k, 0, len(ids) - 1)]
+        res[k < 0] = 0
+        return res
+    return out.astype(np.float32)
+
+
+def transformix_points(
+    points_xyz_um: np.ndarray,
+    transform_maps: Sequence[ParameterMap],
+    moving: np.ndarray | None = None,
+    moving_voxel_size: Sequence[float] = (1, 1, 1),
+) -> np.ndarray:
+    """Transform physical (x, y, z) points with transformix itself (for checks; slow, text I/O)."""
+    import itk
+
+    pts = np.asarray(points_xyz_um, float)
+    moving = np.zeros((2, 2, 2), np.float32) if moving is None else moving
+    with tempfile.TemporaryDirectory(prefix="spimflow-transformix-") as tmp:
+        pfile = Path(tmp) / "points.txt"
+        pfile.write_text(f"point\n{len(pts)}\n" + "\n".join(" ".join(f"{v:.9f}" for v in p) for p in pts) + "\n")
+        f = itk.TransformixFilter[itk.Image[itk.F, 3]].New()
+        f.SetMovingImage(to_itk(moving, moving_voxel_size))
+        f.SetTransformParameterObject(_parameter_object(transform_maps))
+        f.SetFixedPointSetFileName(str(pfile))
+        f.SetOutputDirectory(tmp)
+        f.SetLogToConsole(False)
+        f.Update()
+        text = (Path(tmp) / "outputpoints.txt").read_text()
+    rows = re.findall(r"OutputPoint = \[([^\]]*)\]", text)
+    return np.array([[float(v) for v in r.split()] for r in rows]).reshape(-1, 3)

@@ -1,0 +1,379 @@
+"""The orientation guard: catch a wrong sample orientation before (extent, flips) and after
+(similarity) the atlas registration, and name the likely fix in the user's own config
+terms (BrainGlobe code and ClearMap permutation), ranked by coarse affine registrations.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from spimflow.errors import OrientationError
+from spimflow.geometry import ResampleGrid
+from spimflow.orientation import Orientation, compose, orientation_code
+from spimflow.params.register import ElastixStage, RegisterParams
+from spimflow.params.resample import ResampleParams
+from spimflow.steps.elastix import register, stage_map, warp
+from spimflow.steps.resample import resample_image
+
+log = logging.getLogger(__name__)
+
+
+# -- similarity ---------------------------------------------------------------------------------
+
+
+def ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Normalised cross-correlation (Pearson r) of two images, optionally inside a mask."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    if mask is not None:
+        a, b = a[mask], b[mask]
+    else:
+        a, b = a.ravel(), b.ravel()
+    if a.size < 2:
+        return float("nan")
+    a = a - a.mean()
+    b = b - b.mean()
+    den = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / den) if den > 0 else 0.0
+
+
+def overlap_ncc(fixed: np.ndarray, moving: np.ndarray) -> float:
+    """NCC of two images on the same voxel grid origin, over their common box (no registration)."""
+    box = tuple(slice(0, min(s, t)) for s, t in zip(fixed.shape, moving.shape))
+    return ncc(fixed[box], moving[box])
+
+
+# -- orientation guard -----------------------------------------------------------------------
+
+
+def describe(o: Orientation, atlas_code: str) -> str:
+    return f"'{orientation_code(o, atlas_code)}' (ClearMap {list(o.to_clearmap())})"
+
+
+def relative_extent_difference(sample_extent: Sequence[float], atlas_extent: Sequence[float]) -> np.ndarray:
+    """|sample - atlas| / atlas per axis (extents in µm, atlas axes)."""
+    s, a = np.asarray(sample_extent, float), np.asarray(atlas_extent, float)
+    return np.abs(s - a) / a
+
+
+def matching_permutations(
+    sample_extent: Sequence[float], atlas_extent: Sequence[float], tolerance: float
+) -> list[tuple[int, int, int]]:
+    """Axis permutations P (new axis i = current axis P[i]) that bring the sample's extents
+    within ``tolerance`` of the atlas's, best first (all six, ranked, if none fits)."""
+    perms = list(itertools.permutations(range(3)))
+    score = {p: relative_extent_difference([sample_extent[k] for k in p], atlas_extent) for p in perms}
+    ranked = sorted(perms, key=lambda p: (score[p].max(), p != (0, 1, 2)))
+    good = [p for p in ranked if score[p].max() <= tolerance]
+    return good or ranked
+
+
+@dataclass
+class Candidate:
+    orientation: Orientation  # sample -> atlas, full
+    code: str
+    similarity: float
+
+
+def coarse_ranking(
+    sample: np.ndarray,
+    reference: np.ndarray,
+    annotation: np.ndarray,
+    voxel_size: Sequence[float],
+    current: Orientation,
+    atlas_code: str,
+    relatives: Sequence[Orientation],
+    threads: int = 1,
+    coarse_voxel_um: float | None = None,
+) -> list[Candidate]:
+    """Rank candidate orientations by a cheap low-resolution affine registration.
+
+    ``sample`` is the resampled autofluorescence under ``current``; each candidate is
+    ``compose(R, current)`` for R in ``relatives``, obtained by re-orienting the sample
+    image (spacing permuted along, so anisotropic atlas voxels stay right). Scores are
+    the NCC of the warped atlas reference and the sample inside the warped brain mask.
+    """
+    vs = np.asarray(voxel_size, float)
+    if coarse_voxel_um is None:  # ~40 voxels along the longest atlas axis, at least 2 atlas voxels
+        coarse_voxel_um = max(2 * vs.max(), (np.array(reference.shape) * vs).max() / 40)
+    coarse = (coarse_voxel_um,) * 3
+
+    def shrink(img, spacing):
+        grid = ResampleGrid(img.shape, tuple(spacing), Orientation(), coarse)
+        return resample_image(img.astype(np.float32), grid, ResampleParams())
+
+    ref_c = shrink(reference, vs)
+    lab_grid = ResampleGrid(annotation.shape, tuple(vs), Orientation(), coarse)
+    lab_c = annotation[
+        tuple(
+            np.ix_(
+                *[
+                    np.clip(np.rint(lab_grid.sample_coordinates(a)).astype(int), 0, n - 1)
+                    for a, n in enumerate(annotation.shape)
+                ]
+            )
+        )
+    ]
+    stage = ElastixStage(resolutions=2, iterations=150, spatial_samples=2000)
+    maps = [stage_map("affine", stage)]
+    out = []
+    for rel in relatives:
+        moved = np.ascontiguousarray(rel.apply_to_array(sample))
+        spacing = rel.oriented_values(vs)
+        fixed_c = shrink(moved, spacing)
+        try:
+            reg = register(fixed_c, ref_c, coarse, maps, threads=threads)
+            lab_w = warp(lab_c, coarse, reg.transform_maps, labels=True, threads=threads)
+            score = ncc(reg.warped_moving, fixed_c, lab_w > 0) if (lab_w > 0).sum() > 50 else -1.0
+        except RuntimeError as exc:  # elastix gives up (e.g. too few samples overlap)
+            log.info(
+                "orientation candidate %s: elastix failed (%s)", rel, str(exc).splitlines()[0] if str(exc) else exc
+            )
+            score = -1.0
+        full = compose(rel, current)
+        out.append(Candidate(full, orientation_code(full, atlas_code), float(score)))
+    return prefer_configured_left_right(sorted(out, key=lambda c: -c.similarity), current, atlas_code)
+
+
+def all_relative_orientations(perms: Iterable[tuple[int, int, int]] | None = None) -> list[Orientation]:
+    perms = list(perms) if perms is not None else list(itertools.permutations(range(3)))
+    return [Orientation(tuple(p), tuple(f)) for p in perms for f in itertools.product([False, True], repeat=3)]
+
+
+def prefer_configured_left_right(
+    cands: Sequence[Candidate], current: Orientation, atlas_code: str, tie: float = 0.05
+) -> list[Candidate]:
+    """Image similarity cannot tell left from right in a near-symmetric brain: when two
+    candidates differ only by a left/right flip and score within ``tie``, rank first the
+    one that keeps the configured left/right direction."""
+    out = list(cands)
+    lr = next(i for i, ch in enumerate(atlas_code) if ch in "lr")
+    for k in range(len(out) - 1):
+        a, b = out[k], out[k + 1]
+        twins = a.orientation.perm == b.orientation.perm and [
+            x != y for x, y in zip(a.orientation.flip, b.orientation.flip)
+        ] == [i == lr for i in range(3)]
+        keeps = b.orientation.perm[lr] == current.perm[lr] and b.orientation.flip[lr] == current.flip[lr]
+        if twins and keeps and a.similarity - b.similarity < tie:
+            out[k], out[k + 1] = b, a
+    return out
+
+
+def _ranking_lines(cands: Sequence[Candidate], current: Orientation, atlas_code: str, n: int = 5) -> list[str]:
+    lines = []
+    for k, c in enumerate(cands[:n], 1):
+        mark = "  <- configured" if c.orientation == current else ""
+        lines.append(f"    {k}. {describe(c.orientation, atlas_code)}: NCC {c.similarity:.2f}{mark}")
+    return lines
+
+
+def _lr_note(cands: Sequence[Candidate], atlas_code: str) -> list[str]:
+    """A left/right flip is invisible to image similarity in a symmetric brain: say so."""
+    if len(cands) < 2:
+        return []
+    a, b = cands[0].orientation, cands[1].orientation
+    lr = next(i for i, ch in enumerate(atlas_code) if ch in "lr")
+    if (
+        a.perm == b.perm
+        and [x != y for x, y in zip(a.flip, b.flip)] == [i == lr for i in range(3)]
+        and cands[0].similarity - cands[1].similarity < 0.05
+    ):
+        return [
+            "  Note: the two best differ only by a left/right flip, which image similarity cannot tell apart "
+            "in a near-symmetric brain; check left/right with a known asymmetric landmark (e.g. the injected "
+            "or imaged-first side)."
+        ]
+    return []
+
+
+def extent_guard_message(
+    sample_extent,
+    atlas_extent,
+    tolerance,
+    current: Orientation,
+    atlas_code: str,
+    keys: str,
+    user_value,
+    perms,
+    ranking: Sequence[Candidate] | None,
+) -> str:
+    diff = relative_extent_difference(sample_extent, atlas_extent)
+    fmt = lambda e: " × ".join(f"{v:.0f}" for v in e)  # noqa: E731
+    lines = [
+        "orientation guard: the resampled sample does not have the atlas's shape.",
+        f"  {keys} = {user_value!r} (atlas orientation '{atlas_code}'), i.e. {describe(current, atlas_code)}",
+        f"  sample extent along the atlas axes (z, y, x): {fmt(sample_extent)} µm",
+        f"  atlas extent (z, y, x):                        {fmt(atlas_extent)} µm",
+        f"  relative difference: {', '.join(f'{d:.2f}' for d in diff)} "
+        f"(limit steps.registration.extent_tolerance = {tolerance})",
+    ]
+    best = perms[0]
+    if tuple(best) != (0, 1, 2):
+        moved = [sample_extent[k] for k in best]
+        lines.append(
+            f"  Re-assigning the sample axes would fit the atlas: atlas axes (z, y, x) ← current axes "
+            f"{list(best)} gives {fmt(moved)} µm."
+        )
+    if ranking:
+        lines.append("  A coarse affine registration of the candidate orientations ranks them (NCC, higher is better):")
+        lines += _ranking_lines(ranking, current, atlas_code)
+        lines.append(f"  Likely fix: set {keys} to {describe(ranking[0].orientation, atlas_code)}.")
+        lines += _lr_note(ranking, atlas_code)
+    lines.append(
+        "  If the sample is deliberately partial (e.g. one hemisphere), crop the atlas with "
+        "atlas.hemisphere: left/right, or raise steps.registration.extent_tolerance."
+    )
+    return "\n".join(lines)
+
+
+def similarity_guard_message(
+    score: float,
+    before: float,
+    threshold: float,
+    current: Orientation,
+    atlas_code: str,
+    keys: str,
+    user_value,
+    ranking: Sequence[Candidate],
+    qc_note: str = "",
+) -> str:
+    lines = [
+        f"orientation guard: after registration the atlas and the sample do not match: NCC {score:.2f} inside the "
+        "brain "
+        f"(before registration {before:.2f}; limit steps.registration.min_similarity = {threshold}).",
+        f"  {keys} = {user_value!r} (atlas orientation '{atlas_code}'), i.e. {describe(current, atlas_code)}",
+        "  A coarse affine registration of candidate orientations ranks them (NCC, higher is better):",
+        *_ranking_lines(ranking, current, atlas_code),
+    ]
+    if ranking and ranking[0].orientation != current:
+        lines.append(f"  Likely fix: set {keys} to {describe(ranking[0].orientation, atlas_code)}.")
+    else:
+        lines.append(
+            "  The configured orientation ranks best, so the orientation is probably right: check the "
+            "autofluorescence image (contrast, cropping, empty planes), the voxel sizes and the elastix "
+            "parameters (steps.registration)."
+        )
+    lines += _lr_note(ranking, atlas_code)
+    if qc_note:
+        lines.append(f"  {qc_note}")
+    return "\n".join(lines)
+
+
+@dataclass
+class GuardContext:
+    """What the guard needs to explain itself in the user's own terms."""
+
+    current: Orientation  # configured sample -> atlas orientation (autofluorescence)
+    atlas_code: str
+    keys: str  # config keys holding the orientation, e.g. "channels.autofluorescence.orientation"
+    user_value: object  # the value the user wrote ('ipl' or [1, -2, 3])
+    threads: int = 1
+
+
+def extent_guard(
+    sample: np.ndarray,
+    reference: np.ndarray,
+    annotation: np.ndarray,
+    voxel_size: Sequence[float],
+    params: RegisterParams,
+    ctx: GuardContext,
+) -> dict:
+    """Before registration: the resampled sample's extent must match the atlas's along every
+    atlas axis within ``params.extent_tolerance``. Raises :class:`OrientationError` with the
+    best axis assignment and a coarse ranking of its flips; returns the measurements."""
+    vs = np.asarray(voxel_size, float)
+    s_ext, a_ext = np.array(sample.shape) * vs, np.array(reference.shape) * vs
+    diff = relative_extent_difference(s_ext, a_ext)
+    info = {
+        "sample_extent_um": s_ext.tolist(),
+        "atlas_extent_um": a_ext.tolist(),
+        "relative_difference": diff.tolist(),
+        "tolerance": params.extent_tolerance,
+        "passed": bool(diff.max() <= params.extent_tolerance),
+    }
+    if info["passed"]:
+        return info
+    perms = matching_permutations(s_ext, a_ext, params.extent_tolerance)
+    ranking = None
+    if params.suggest_orientation:
+        fitting = [
+            p
+            for p in perms
+            if relative_extent_difference([s_ext[k] for k in p], a_ext).max() <= params.extent_tolerance
+        ][:2]
+        if fitting:
+            ranking = coarse_ranking(
+                sample,
+                reference,
+                annotation,
+                vs,
+                ctx.current,
+                ctx.atlas_code,
+                all_relative_orientations(fitting),
+                ctx.threads,
+            )
+    raise OrientationError(
+        extent_guard_message(
+            s_ext, a_ext, params.extent_tolerance, ctx.current, ctx.atlas_code, ctx.keys, ctx.user_value, perms, ranking
+        )
+    )
+
+
+def flip_check(
+    sample: np.ndarray,
+    reference: np.ndarray,
+    annotation: np.ndarray,
+    voxel_size: Sequence[float],
+    params: RegisterParams,
+    ctx: GuardContext,
+) -> dict:
+    """Cheap pre-registration check of the configured orientation against its 7 flipped
+    variants (coarse affine). Raises when a variant that is not a pure left/right flip
+    beats the configured one by ``params.orientation_margin`` NCC."""
+    ranking = coarse_ranking(
+        sample,
+        reference,
+        annotation,
+        voxel_size,
+        ctx.current,
+        ctx.atlas_code,
+        all_relative_orientations([(0, 1, 2)]),
+        ctx.threads,
+    )
+    mine = next(c for c in ranking if c.orientation == ctx.current)
+    lr = next(i for i, ch in enumerate(ctx.atlas_code) if ch in "lr")
+    lr_twin = Orientation(ctx.current.perm, tuple(f ^ (i == lr) for i, f in enumerate(ctx.current.flip)))
+    rivals = [c for c in ranking if c.orientation not in (ctx.current, lr_twin)]
+    info = {
+        "configured": mine.code,
+        "configured_ncc": mine.similarity,
+        "ranking": [
+            {"code": c.code, "clearmap": list(c.orientation.to_clearmap()), "ncc": c.similarity} for c in ranking
+        ],
+        "margin": params.orientation_margin,
+    }
+    best = rivals[0] if rivals else None
+    info["passed"] = not (best is not None and best.similarity > mine.similarity + params.orientation_margin)
+    if not info["passed"]:
+        raise OrientationError(
+            "\n".join(
+                [
+                    "orientation guard: a flipped orientation fits the atlas clearly better than the configured one "
+                    f"(coarse affine registration, NCC {best.similarity:.2f} vs {mine.similarity:.2f}; "
+                    f"margin steps.registration.orientation_margin = {params.orientation_margin}).",
+                    f"  {ctx.keys} = {ctx.user_value!r} (atlas orientation '{ctx.atlas_code}'), i.e. "
+                    f"{describe(ctx.current, ctx.atlas_code)}",
+                    "  Ranking (NCC, higher is better):",
+                    *_ranking_lines(ranking, ctx.current, ctx.atlas_code, n=8),
+                    f"  Likely fix: set {ctx.keys} to {describe(best.orientation, ctx.atlas_code)}.",
+                    *_lr_note(ranking, ctx.atlas_code),
+                    "  (Set steps.registration.orientation_check: false to skip this check.)",
+                ]
+            )
+        )
+    return info

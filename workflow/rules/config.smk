@@ -1,0 +1,17 @@
+# The resolved configuration (every default filled in) beside the results it made:
+# results/<sample>/config.resolved.yaml
+
+
+rule resolved_config:
+    output:
+        yaml=f"{SD}/config.resolved.yaml",
+    log:
+        log_path("resolved_config"),
+    params:
+        task="resolved_config",
+        resolved=CFG.model_dump(mode="json"),
+    script:
+        TASK_SCRIPT
+
+
+TARGETS += [rules.resolved_config.output.yaml]
