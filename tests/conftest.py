@@ -11,6 +11,18 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+# Tests that use these fixtures run the demo generator, elastix or whole Snakemake pipelines: slow.
+SLOW_FIXTURES = {"demo_dir", "demo_atlas_dir", "demo_run", "demo_workflow", "cohort_workflow", "small_registration"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that needs a slow shared fixture as ``slow`` (``pytest -m "not slow"``
+    is the fast day-to-day loop; CI runs everything)."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
@@ -22,6 +34,43 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"reference data not available: {SHARED_DATA} is absent (fresh clone)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def allen_atlas():
+    """The real Allen CCF 2017 25 µm atlas from ``../shared`` (loaded once per session, as
+    ``ras``: axis 0 crosses the hemispheres), with the warnings its loading logged.
+    Tests must not modify it."""
+    import logging
+
+    from spimflow.atlas import load_atlas
+    from spimflow.config import AtlasConfig
+
+    folder = SHARED_DATA / "allen_ccf_2017_25um"
+    files = {
+        k: folder / v
+        for k, v in (
+            ("annotation", "ABA_25um_2017_annotation.tif.lzma"),
+            ("hemispheres", "ABA_25um_2017_hemispheres.tif.lzma"),
+            ("ontology", "ABA_annotation.json"),
+        )
+    }
+    if not all(p.is_file() for p in files.values()):
+        pytest.skip(f"Allen CCF reference data not found in {folder}")
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    handler = Keep(level=logging.WARNING)
+    logger = logging.getLogger("spimflow.atlas")
+    logger.addHandler(handler)
+    try:
+        atlas = load_atlas(AtlasConfig(format="allen", voxel_size=(25, 25, 25), orientation="ras", **files))
+    finally:
+        logger.removeHandler(handler)
+    return atlas, records
 
 
 @pytest.fixture(scope="session")
@@ -68,6 +117,26 @@ def demo_workflow(tmp_path_factory):
     (work / "config.yaml").write_text((REPO / "config" / "sample.yaml").read_text())
     t0 = time.perf_counter()
     res = run_snakemake(work, work / "config.yaml")
+    wall = time.perf_counter() - t0
+    assert res.returncode == 0, res.stderr[-6000:]
+    return work, wall
+
+
+@pytest.fixture(scope="session")
+def cohort_workflow(tmp_path_factory):
+    """The demo cohort (3 + 3 brains and the statistics) as one Snakemake run, once per session.
+
+    Returns (workdir, wall seconds). Tests read results from it and must not modify it.
+    """
+    import shutil
+    import time
+
+    work = tmp_path_factory.mktemp("cohort_workflow")
+    (work / "config").mkdir()
+    for name in ("cohort.yaml", "cohort_brain.yaml"):
+        shutil.copy(REPO / "config" / name, work / "config" / name)
+    t0 = time.perf_counter()
+    res = run_snakemake(work, work / "config" / "cohort.yaml", timeout=1800)
     wall = time.perf_counter() - t0
     assert res.returncode == 0, res.stderr[-6000:]
     return work, wall

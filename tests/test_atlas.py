@@ -644,32 +644,12 @@ def _chain(parents, i):
 
 
 @pytest.fixture(scope="module")
-def allen():
-    if not all(p.is_file() for p in (ALLEN_ANN, ALLEN_HEM, ALLEN_JSON, ALLEN_CSV)):
+def allen(allen_atlas):
+    if not ALLEN_CSV.is_file():
         pytest.skip(f"Allen CCF reference data not found in {ALLEN}")
-    records: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record):
-            records.append(record.getMessage())
-
-    handler = Keep(level=logging.WARNING)
-    logger = logging.getLogger("spimflow.atlas")
-    logger.addHandler(handler)
-    try:
-        # Axis 0 crosses the hemispheres, 1 runs anterior→posterior, 2 superior→inferior.
-        # Which side is left is not recorded: "ras" declares index 0 on the right.
-        cfg = AtlasConfig(
-            format="allen",
-            annotation=ALLEN_ANN,
-            ontology=ALLEN_JSON,
-            hemispheres=ALLEN_HEM,
-            voxel_size=(25, 25, 25),
-            orientation="ras",
-        )
-        atlas = load_atlas(cfg)
-    finally:
-        logger.removeHandler(handler)
+    # Axis 0 crosses the hemispheres, 1 runs anterior→posterior, 2 superior→inferior.
+    # Which side is left is not recorded: "ras" declares index 0 on the right.
+    atlas, records = allen_atlas
     labels, counts = np.unique(atlas.annotation, return_counts=True)
     return {
         "atlas": atlas,

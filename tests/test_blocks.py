@@ -101,6 +101,7 @@ def test_bad_grids_and_filters_are_reported_before_any_block_runs():
 # -- exact block independence -------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("vox", [DEMO_VOX, FINE_VOX])
 @pytest.mark.parametrize("h_max", [None, 100.0])
 def test_same_cells_for_any_block_size_and_process_count(volumes, vox, h_max):

@@ -18,6 +18,8 @@ from spimflow.steps.detect import CELL_COLUMNS, MEASURED_COLUMNS
 from spimflow.steps.detect.evaluate import match_points
 from spimflow.steps.detect.synthetic import make_synthetic_cells
 
+pytestmark = pytest.mark.slow  # every test here runs Snakemake
+
 REPO = Path(__file__).resolve().parents[1]
 VOX = (10.0, 5.0, 5.0)
 STEPS = {

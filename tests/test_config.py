@@ -56,7 +56,9 @@ def test_demo_config_is_valid():
 
 def test_good_real_config_validates(tmp_path):
     p = write(tmp_path, real_config(tmp_path))
-    cfg = validate_config_file(p, tmp_path)
+    run = validate_config_file(p, tmp_path)
+    cfg = run.samples["s1"] if "s1" in run.samples else next(iter(run.samples.values()))
+    assert run.cohort is None
     assert cfg.channels.signal.source.files(tmp_path)[0].name == "Z0000.tif"
     assert len(cfg.channels.signal.source.files(tmp_path)) == 3
 
@@ -150,9 +152,23 @@ def test_schema_and_config_docs_are_in_sync():
     assert cli_main(["schema", "--check", "-o", str(REPO / "schemas" / "config.schema.json")]) == 0, (
         "schemas/config.schema.json is stale: run `spimflow schema`"
     )
+    assert (
+        cli_main(["schema", "--kind", "cohort", "--check", "-o", str(REPO / "schemas" / "cohort.schema.json")]) == 0
+    ), "schemas/cohort.schema.json is stale: run `spimflow schema --kind cohort`"
     assert cli_main(["config-docs", "--check", "-o", str(REPO / "docs" / "configuration.md")]) == 0, (
         "docs/configuration.md is stale: run `spimflow config-docs`"
     )
+
+
+def test_cohort_schema_validates_the_demo_cohort():
+    import json
+
+    import jsonschema
+
+    schema = json.loads((REPO / "schemas" / "cohort.schema.json").read_text())
+    jsonschema.validate(yaml.safe_load((REPO / "config" / "cohort.yaml").read_text()), schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"cohort": "c", "samples": {"a": {"group": "g"}}}, schema)
 
 
 def test_schema_validates_demo_config():
@@ -169,6 +185,7 @@ def test_schema_validates_demo_config():
         jsonschema.validate(bad, schema)
 
 
+@pytest.mark.slow
 def test_snakemake_refuses_bad_config_and_writes_nothing(tmp_path):
     data = real_config(tmp_path)
     data["channels"]["signal"]["orientation"] = [1, 2, 2]

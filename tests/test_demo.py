@@ -162,6 +162,7 @@ def test_annotation_in_resampled_has_the_resampled_shape(demo_dir, truth):
     assert abs((ann > 0).sum() / (atlas_ann > 0).sum() - 1) < 0.25
 
 
+@pytest.mark.slow
 def test_cli_writes_the_manifest_last(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "spimflow", "demo", "--out", str(tmp_path / "d"), "--seed", "3"],

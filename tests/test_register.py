@@ -129,6 +129,7 @@ def ellipsoid_atlas(shape=(36, 24, 32)):
     return lab, ref
 
 
+@pytest.mark.slow
 def test_similarity_guard_stops_with_ranking_and_failure_pictures(tmp_path):
     """A registration judged too poor (limit set above what any fit reaches) stops with the
     measured NCC and the ranking; the task draws QC pictures of the rejected attempt."""
@@ -302,6 +303,7 @@ def test_demo_wrong_orientation_is_caught(demo_run, wrong, expect):
     assert not (work / f"results/wrong_{wrong}/registration/registration.json").exists()
 
 
+@pytest.mark.slow
 def test_user_parameter_files_and_channel_correction_run(tmp_path):
     """A user's own elastix parameter file drives the atlas registration, the optional
     signal → autofluorescence correction is registered too, and the saved folder loads
@@ -373,6 +375,7 @@ def test_user_parameter_files_and_channel_correction_run(tmp_path):
     assert np.linalg.norm(L.sample_to_atlas(x, "autofluorescence") - truth, axis=1).mean() < 0.3
 
 
+@pytest.mark.slow
 def test_channel_correction_wires_the_signal_into_the_register_rule(tmp_path):
     """Dry run: with channel_correction the register job also needs the resampled signal."""
     import yaml

@@ -86,6 +86,7 @@ def random_xyz(rng, n, margin=100.0):
     return rng.uniform(-margin, ext + margin, (n, 3))
 
 
+@pytest.mark.slow  # elastix (the itk import alone takes ~10 s)
 @pytest.mark.parametrize(
     "kind", ["affine", "euler", "euler_zyx", "similarity", "translation", "bspline", "affine+bspline"]
 )
@@ -292,6 +293,7 @@ def test_points_and_label_warp_share_one_convention(small_registration):
     assert (warped > 0).sum() > 0.15 * warped.size  # the brain blob fills ~24 %
 
 
+@pytest.mark.slow  # elastix (the itk import alone takes ~10 s)
 @pytest.mark.shared
 def test_real_allen_labels_survive_warping(shared_data):
     """The real CCF 2017 annotation (ids up to 614454277, beyond float32's exact integers)

@@ -8,20 +8,24 @@ import sys
 from pathlib import Path
 
 from spimflow.checks import validate_config_file
+from spimflow.cohort import cohort_json_schema
 from spimflow.config import json_schema
 from spimflow.config_docs import config_reference_markdown
 from spimflow.demo import make_demo
 from spimflow.errors import SpimflowError
 
-SCHEMA_PATH = Path("schemas/config.schema.json")
+SCHEMA_PATHS = {"sample": Path("schemas/config.schema.json"), "cohort": Path("schemas/cohort.schema.json")}
 
 
-def schema_text() -> str:
-    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+def schema_text(kind: str = "sample") -> str:
+    schema = cohort_json_schema() if kind == "cohort" else json_schema()
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    return _write_or_check(args.output, schema_text(), args.check, f"spimflow schema -o {args.output}")
+    output = args.output or str(SCHEMA_PATHS[args.kind])
+    regenerate = f"spimflow schema --kind {args.kind} -o {output}"
+    return _write_or_check(output, schema_text(args.kind), args.check, regenerate)
 
 
 def _write_or_check(path: str, text: str, check: bool, regenerate: str) -> int:
@@ -48,7 +52,13 @@ def cmd_config_docs(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    cfg = validate_config_file(args.config, args.base)
+    run = validate_config_file(args.config, args.base)
+    if run.cohort is not None:
+        groups = {g: sorted(s for s, grp in run.groups.items() if grp == g) for g in run.group_order()}
+        listing = "; ".join(f"{g}: {', '.join(names)}" for g, names in groups.items())
+        print(f"{args.config}: OK (cohort {run.cohort.cohort!r}, {len(run.samples)} samples; {listing})")
+        return 0
+    cfg = next(iter(run.samples.values()))
     chans = ", ".join(cfg.channels.all())
     print(f"{args.config}: OK (sample {cfg.sample!r}; channels: {chans}; atlas: {cfg.atlas.format})")
     return 0
@@ -65,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("schema", help="write the JSON Schema of the sample config")
-    s.add_argument("-o", "--output", default=str(SCHEMA_PATH), help="file to write, or - for stdout")
+    s.add_argument("--kind", choices=sorted(SCHEMA_PATHS), default="sample", help="sample (one brain) or cohort config")
+    s.add_argument("-o", "--output", default=None, help="file to write, or - for stdout (default: schemas/<kind>)")
     s.add_argument("--check", action="store_true", help="exit 1 if the file differs from the models")
     s.set_defaults(func=cmd_schema)
 

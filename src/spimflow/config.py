@@ -16,13 +16,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from spimflow.errors import ConfigError
 from spimflow.orientation import check_clearmap_permutation, check_origin_code
 from spimflow.params import StrictModel
+from spimflow.params.analysis import RegionsParams, VoxelizeParams
 from spimflow.params.detect import DetectParams, ThresholdParams
-from spimflow.params.maps import (
-    AnnotateParams,
-    RegionsParams,
-    StatsParams,
-    VoxelizeParams,
-)
 from spimflow.params.register import RegisterParams
 from spimflow.params.resample import ResampleParams
 
@@ -248,6 +243,11 @@ class DemoParams(StrictModel):
         "small", description="small: the default demo (whole pipeline in minutes); large: for benchmarks."
     )
     seed: int = 0
+    density_factors: dict[str, float] = Field(
+        default_factory=dict,
+        description="Region acronym → factor on its true cell density (and its descendants'); the demo cohort "
+        "raises one region in one group this way.",
+    )
     out_dir: Path = Field(
         Path("resources/demo"), description="Where the atlas, sample planes and ground truth are written."
     )
@@ -263,8 +263,6 @@ class Steps(StrictModel):
     threshold: ThresholdParams = Field(default_factory=ThresholdParams)
     voxelize: VoxelizeParams = Field(default_factory=VoxelizeParams)
     regions: RegionsParams = Field(default_factory=RegionsParams)
-    annotate: AnnotateParams = Field(default_factory=AnnotateParams)
-    stats: StatsParams = Field(default_factory=StatsParams)
 
 
 class IngestParams(StrictModel):

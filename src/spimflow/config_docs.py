@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from spimflow.cohort import CohortConfig
 from spimflow.config import SampleConfig
 
 
@@ -82,5 +83,15 @@ def config_reference_markdown() -> str:
         "(z, y, x) indices. `spimflow validate <config>` checks a file and its inputs.",
         "",
     ]
+    lines += ["## Sample config (one brain)", ""]
     _section(SampleConfig, "", lines, set())
+    lines += [
+        "## Cohort config (several brains in two groups)",
+        "",
+        "A config with a top-level `cohort` key. Each sample names its own sample config",
+        "(above); `set` overrides keys of it, and `{sample}` in any text becomes the sample id.",
+        "See [statistics.md](statistics.md).",
+        "",
+    ]
+    _section(CohortConfig, "", lines, set())
     return "\n".join(lines).rstrip() + "\n"

@@ -46,11 +46,52 @@ CHUNK = 200_000  # points per vectorised step: bounded memory for millions of po
 
 
 def zyx_voxels_to_xyz_um(points: np.ndarray, voxel_size_zyx: Sequence[float]) -> np.ndarray:
-    """(n, 3) voxel (z, y, x) → elastix physical (x, y, z) µm (origin 0 = centre of voxel 0)."""
+    """Convert voxel coordinates (z, y, x) to elastix physical coordinates (x, y, z), µm.
+
+    Origin 0 is the centre of voxel 0.
+
+    Parameters
+    ----------
+    points : (n, 3) array_like of float
+        Voxel coordinates (z, y, x).
+    voxel_size_zyx : sequence of float
+        Voxel size (z, y, x), µm.
+
+    Returns
+    -------
+    (n, 3) ndarray of float
+        Physical coordinates (x, y, z), µm.
+
+    Examples
+    --------
+    >>> zyx_voxels_to_xyz_um([[1, 2, 3]], (4.0, 2.0, 2.0)).tolist()
+    [[6.0, 4.0, 4.0]]
+    """
     return (np.asarray(points, float) * np.asarray(voxel_size_zyx, float))[:, ::-1]
 
 
 def xyz_um_to_zyx_voxels(points: np.ndarray, voxel_size_zyx: Sequence[float]) -> np.ndarray:
+    """Convert elastix physical coordinates (x, y, z), µm, to voxel coordinates (z, y, x).
+
+    Inverse of :func:`zyx_voxels_to_xyz_um`.
+
+    Parameters
+    ----------
+    points : (n, 3) array_like of float
+        Physical coordinates (x, y, z), µm.
+    voxel_size_zyx : sequence of float
+        Voxel size (z, y, x), µm.
+
+    Returns
+    -------
+    (n, 3) ndarray of float
+        Voxel coordinates (z, y, x).
+
+    Examples
+    --------
+    >>> xyz_um_to_zyx_voxels([[6.0, 4.0, 4.0]], (4.0, 2.0, 2.0)).tolist()
+    [[1.0, 2.0, 3.0]]
+    """
     return np.asarray(points, float)[:, ::-1] / np.asarray(voxel_size_zyx, float)
 
 
@@ -60,7 +101,23 @@ _LINE = re.compile(r"^\s*\((\w+)\s+(.*)\)\s*(//.*)?$")
 
 
 def read_parameter_file(path: str | Path) -> dict[str, list[str]]:
-    """Parse an elastix parameter/transform-parameter text file into {key: [values]}."""
+    """Parse an elastix parameter or TransformParameters text file.
+
+    Parameters
+    ----------
+    path : str or Path
+        Text file of ``(Key value ...)`` lines; ``//`` comments are ignored.
+
+    Returns
+    -------
+    dict of str to list of str
+        Key → values, quotes removed.
+
+    Raises
+    ------
+    InputFileError
+        If the file is missing or a line is not an elastix ``(Key value ...)`` line.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputFileError(f"{path}: elastix parameter file not found")
@@ -77,7 +134,15 @@ def read_parameter_file(path: str | Path) -> dict[str, list[str]]:
 
 
 def write_parameter_file(pmap: ParameterMap, path: str | Path) -> None:
-    """Write {key: [values]} in elastix's text format (numbers bare, everything else quoted)."""
+    """Write a parameter map in elastix's text format (numbers bare, everything else quoted).
+
+    Parameters
+    ----------
+    pmap : mapping of str to sequence of str
+        Key → values.
+    path : str or Path
+        Output file; keys are written sorted.
+    """
     lines = []
     for key in sorted(pmap):
         vals = []
@@ -102,24 +167,70 @@ def _floats(pmap: ParameterMap, key: str) -> np.ndarray:
 
 
 class ElastixTransform(ABC):
-    """One elastix transform map: ``apply`` maps fixed physical points to moving ones."""
+    """One elastix transform map: ``apply`` maps fixed physical points to moving ones.
+
+    All points are physical (x, y, z), µm (elastix's convention).
+    """
 
     @abstractmethod
     def apply(self, p: np.ndarray) -> np.ndarray:
-        """(n, 3) fixed physical points (x, y, z µm) → moving physical points."""
+        """Map fixed physical points to moving physical points.
+
+        Parameters
+        ----------
+        p : (n, 3) ndarray of float
+            Fixed points (x, y, z), µm.
+
+        Returns
+        -------
+        (n, 3) ndarray of float
+            Moving points (x, y, z), µm.
+        """
 
     @abstractmethod
     def jacobian(self, p: np.ndarray) -> np.ndarray:
-        """(n, 3, 3) derivatives d out_i / d in_j at the points."""
+        """Derivatives of :meth:`apply` at the points.
+
+        Parameters
+        ----------
+        p : (n, 3) ndarray of float
+            Fixed points (x, y, z), µm.
+
+        Returns
+        -------
+        (n, 3, 3) ndarray of float
+            ``J[k, i, j]`` = d out_i / d in_j at point k.
+        """
 
     @property
     def is_linear(self) -> bool:
+        """True for affine (matrix) transforms."""
         return False
 
 
 @dataclass
 class MatrixTransform(ElastixTransform):
-    """p ↦ A (p - c) + c + t (elastix/ITK MatrixOffsetTransformBase convention)."""
+    """Affine transform p ↦ A (p - c) + c + t (elastix/ITK MatrixOffsetTransformBase convention).
+
+    Parameters
+    ----------
+    matrix : (3, 3) ndarray of float
+        A, in (x, y, z) order.
+    translation : (3,) ndarray of float
+        t, µm (x, y, z).
+    center : (3,) ndarray of float
+        Centre of rotation c, µm (x, y, z).
+
+    Examples
+    --------
+    Double x about x = 1 µm, then shift x by 10 µm:
+
+    >>> t = MatrixTransform(np.diag([2.0, 1.0, 1.0]), np.array([10.0, 0.0, 0.0]), np.array([1.0, 0.0, 0.0]))
+    >>> t.apply(np.array([[1.0, 1.0, 1.0], [2.0, 0.0, 0.0]])).tolist()
+    [[11.0, 1.0, 1.0], [13.0, 0.0, 0.0]]
+    >>> t.inverse().apply(np.array([[13.0, 0.0, 0.0]])).tolist()
+    [[2.0, 0.0, 0.0]]
+    """
 
     matrix: np.ndarray
     translation: np.ndarray
@@ -127,19 +238,51 @@ class MatrixTransform(ElastixTransform):
 
     @property
     def is_linear(self) -> bool:
+        """Always True."""
         return True
 
     @property
     def offset(self) -> np.ndarray:
+        """Offset b of the equivalent form p ↦ A p + b, µm (x, y, z)."""
         return self.translation + self.center - self.matrix @ self.center
 
     def apply(self, p):
+        """Map fixed physical points to moving physical points.
+
+        Parameters
+        ----------
+        p : (n, 3) ndarray of float
+            Fixed points (x, y, z), µm.
+
+        Returns
+        -------
+        (n, 3) ndarray of float
+            Moving points (x, y, z), µm.
+        """
         return p @ self.matrix.T + self.offset
 
     def jacobian(self, p):
+        """Derivatives at the points: the matrix A, for every point.
+
+        Parameters
+        ----------
+        p : (n, 3) ndarray of float
+            Fixed points (x, y, z), µm.
+
+        Returns
+        -------
+        (n, 3, 3) ndarray of float
+            Read-only broadcast view of A.
+        """
         return np.broadcast_to(self.matrix, (len(p), 3, 3))
 
     def inverse(self) -> MatrixTransform:
+        """The inverse affine transform (moving → fixed).
+
+        Returns
+        -------
+        MatrixTransform
+        """
         inv = np.linalg.inv(self.matrix)
         return MatrixTransform(inv, -inv @ self.offset, np.zeros(3))
 
@@ -166,9 +309,34 @@ def _versor_matrix(v: np.ndarray) -> np.ndarray:
 
 @dataclass
 class BSplineTransform(ElastixTransform):
-    """Cubic B-spline displacement on a control grid (elastix BSplineTransform /
-    RecursiveBSplineTransform): p ↦ p + Σ w(p) c. Outside the grid's valid region the
-    displacement is zero, as in ITK."""
+    """Cubic B-spline displacement on a control grid: p ↦ p + Σ w(p) c.
+
+    As elastix's BSplineTransform / RecursiveBSplineTransform. Outside the grid's valid
+    region (1 <= grid index < size - 2 along every axis) the displacement is zero, as in ITK.
+
+    Parameters
+    ----------
+    origin : (3,) ndarray of float
+        Position of control point (0, 0, 0), µm (x, y, z).
+    spacing : (3,) ndarray of float
+        Control point spacing, µm (x, y, z).
+    size : (3,) ndarray of int
+        Number of control points (x, y, z).
+    direction : (3, 3) ndarray of float
+        Grid direction cosines.
+    coef : (3, Gz, Gy, Gx) ndarray of float
+        Displacement component (x, y, z), µm, per control point.
+
+    Examples
+    --------
+    Every control point displaced by 2 µm along x: a constant shift inside the grid.
+
+    >>> coef = np.zeros((3, 5, 5, 5))
+    >>> coef[0] = 2.0
+    >>> t = BSplineTransform(np.full(3, -20.0), np.full(3, 10.0), np.array([5, 5, 5]), np.eye(3), coef)
+    >>> t.apply(np.array([[1.0, 2.0, 3.0]])).round(6).tolist()
+    [[3.0, 2.0, 3.0]]
+    """
 
     origin: np.ndarray  # xyz
     spacing: np.ndarray  # xyz
@@ -189,12 +357,48 @@ class BSplineTransform(ElastixTransform):
         return d, J
 
     def displacement(self, p):
+        """Displacement at the points.
+
+        Parameters
+        ----------
+        p : (n, 3) ndarray of float
+            Fixed points (x, y, z), µm.
+
+        Returns
+        -------
+        (n, 3) ndarray of float
+            Displacement (x, y, z), µm; zero outside the grid's valid region.
+        """
         return self._evaluate(p, False)[0]
 
     def apply(self, p):
+        """Map fixed physical points to moving physical points: p + displacement(p).
+
+        Parameters
+        ----------
+        p : (n, 3) ndarray of float
+            Fixed points (x, y, z), µm.
+
+        Returns
+        -------
+        (n, 3) ndarray of float
+            Moving points (x, y, z), µm.
+        """
         return p + self.displacement(p)
 
     def jacobian(self, p):
+        """Derivatives of :meth:`apply` at the points (identity plus the displacement's).
+
+        Parameters
+        ----------
+        p : (n, 3) ndarray of float
+            Fixed points (x, y, z), µm.
+
+        Returns
+        -------
+        (n, 3, 3) ndarray of float
+            ``J[k, i, j]`` = d out_i / d in_j at point k.
+        """
         return self._evaluate(p, True)[1] + np.eye(3)
 
 
@@ -272,7 +476,31 @@ def _bspline_kernel(ci, size, coef, jacobian, out_d, out_j):
 
 
 def transform_from_map(pmap: ParameterMap) -> ElastixTransform:
-    """Build the transform an elastix TransformParameters map describes (3D only)."""
+    """Build the transform an elastix TransformParameters map describes (3-D only).
+
+    Supported: AffineTransform, EulerTransform, SimilarityTransform,
+    TranslationTransform and cubic, non-cyclic (Recursive)BSplineTransform.
+
+    Parameters
+    ----------
+    pmap : mapping of str to sequence of str
+        An elastix transform parameter map (e.g. from :func:`read_parameter_file`).
+
+    Returns
+    -------
+    ElastixTransform
+
+    Raises
+    ------
+    InputFileError
+        If the transform is not 3-D, not supported, or lacks a required key.
+
+    Examples
+    --------
+    >>> shift = {"Transform": ["TranslationTransform"], "TransformParameters": ["0", "5", "0"]}
+    >>> transform_from_map(shift).apply(np.array([[1.0, 1.0, 1.0]])).tolist()
+    [[1.0, 6.0, 1.0]]
+    """
     kind = pmap.get("Transform", ["?"])[0]
     dim = int(pmap.get("FixedImageDimension", ["3"])[0])
     if dim != 3:
@@ -308,9 +536,34 @@ def transform_from_map(pmap: ParameterMap) -> ElastixTransform:
 
 @dataclass
 class ElastixChain:
-    """A sequence of elastix transform maps as elastix chains them: map ``k`` has map
-    ``k-1`` as its initial transform, so with ``HowToCombineTransforms Compose`` a
-    fixed point p goes to T_k(...T_1(T_0(p))); with ``Add``, displacements add."""
+    """A sequence of elastix transform maps, chained as elastix chains them.
+
+    Map ``k`` has map ``k-1`` as its initial transform, so with
+    ``HowToCombineTransforms Compose`` a fixed point p goes to T_k(...T_1(T_0(p)));
+    with ``Add``, displacements add. Points are physical (x, y, z), µm.
+
+    Parameters
+    ----------
+    transforms : list of ElastixTransform
+        The transforms, in order.
+    combine : list of str
+        ``HowToCombineTransforms`` of each map ("Compose" or "Add").
+    maps : list of dict of str to list of str
+        The parameter maps (kept for :meth:`write`).
+
+    Examples
+    --------
+    Double x and shift it by 10 µm, then shift y by 5 µm:
+
+    >>> affine = {"Transform": ["AffineTransform"], "TransformParameters": "2 0 0 0 1 0 0 0 1 10 0 0".split()}
+    >>> shift = {"Transform": ["TranslationTransform"], "TransformParameters": ["0", "5", "0"]}
+    >>> chain = ElastixChain.from_maps([affine, shift])
+    >>> chain.apply(np.array([[1.0, 1.0, 1.0]])).tolist()
+    [[12.0, 6.0, 1.0]]
+    >>> p, residual = chain.inverse_apply(np.array([[12.0, 6.0, 1.0]]))
+    >>> p.tolist(), residual.tolist()
+    ([[1.0, 1.0, 1.0]], [0.0])
+    """
 
     transforms: list[ElastixTransform]
     combine: list[str] = field(default_factory=list)
@@ -318,16 +571,46 @@ class ElastixChain:
 
     @classmethod
     def from_maps(cls, maps: Iterable[ParameterMap]) -> ElastixChain:
+        """Build the chain from elastix transform parameter maps, in order.
+
+        Parameters
+        ----------
+        maps : iterable of mapping of str to sequence of str
+            Transform parameter maps (see :func:`transform_from_map`).
+
+        Returns
+        -------
+        ElastixChain
+
+        Raises
+        ------
+        InputFileError
+            If a map describes an unsupported transform.
+        """
         maps = [{k: list(v) for k, v in m.items()} for m in maps]
         ts = [transform_from_map(m) for m in maps]
         comb = [m.get("HowToCombineTransforms", ["Compose"])[0] for m in maps]
         return cls(ts, comb, maps)
 
     def write(self, folder: str | Path, stem: str) -> list[str]:
-        """Write ``<stem>.<k>.txt`` elastix TransformParameters files (atomically), chained
-        through ``InitialTransformParameterFileName`` by file name, so the elastix
-        command line ``transformix -tp <last file>`` run inside ``folder`` applies the whole
-        chain. Returns the file names in chain order."""
+        """Write the chain as elastix TransformParameters files ``<stem>.<k>.txt`` (atomically).
+
+        The files are chained through ``InitialTransformParameterFileName`` by file name,
+        so the elastix command line ``transformix -tp <last file>`` run inside ``folder``
+        applies the whole chain.
+
+        Parameters
+        ----------
+        folder : str or Path
+            Existing output folder.
+        stem : str
+            File name stem.
+
+        Returns
+        -------
+        list of str
+            File names (without folder), in chain order.
+        """
         names = []
         for k, m in enumerate(self.maps):
             m = dict(m)
@@ -340,9 +623,37 @@ class ElastixChain:
 
     @classmethod
     def from_files(cls, paths: Iterable[str | Path]) -> ElastixChain:
+        """Read the chain from elastix TransformParameters files, in order.
+
+        Parameters
+        ----------
+        paths : iterable of str or Path
+            Transform parameter files.
+
+        Returns
+        -------
+        ElastixChain
+
+        Raises
+        ------
+        InputFileError
+            If a file is missing, unreadable or describes an unsupported transform.
+        """
         return cls.from_maps(read_parameter_file(p) for p in paths)
 
     def apply(self, p: np.ndarray) -> np.ndarray:
+        """Map fixed physical points through the whole chain.
+
+        Parameters
+        ----------
+        p : (n, 3) array_like of float
+            Fixed points (x, y, z), µm.
+
+        Returns
+        -------
+        (n, 3) ndarray of float
+            Moving points (x, y, z), µm.
+        """
         out = np.asarray(p, float)
         for k, (t, how) in enumerate(zip(self.transforms, self.combine)):
             if k == 0 or how == "Compose":
@@ -352,6 +663,18 @@ class ElastixChain:
         return out
 
     def jacobian(self, p: np.ndarray) -> np.ndarray:
+        """Derivatives of :meth:`apply` at the points (chain rule through the maps).
+
+        Parameters
+        ----------
+        p : (n, 3) array_like of float
+            Fixed points (x, y, z), µm.
+
+        Returns
+        -------
+        (n, 3, 3) ndarray of float
+            ``J[k, i, j]`` = d out_i / d in_j at point k.
+        """
         cur = np.asarray(p, float)
         J = np.broadcast_to(np.eye(3), (len(cur), 3, 3)).copy()
         for k, (t, how) in enumerate(zip(self.transforms, self.combine)):
@@ -364,7 +687,12 @@ class ElastixChain:
         return J
 
     def linear_part(self) -> MatrixTransform:
-        """The chain with every non-linear map dropped (a good start for inversion)."""
+        """The chain with every non-linear map dropped (a good start for inversion).
+
+        Returns
+        -------
+        MatrixTransform
+        """
         A, b = np.eye(3), np.zeros(3)
         for t in self.transforms:
             if isinstance(t, MatrixTransform):
@@ -372,10 +700,25 @@ class ElastixChain:
         return MatrixTransform(A, b, np.zeros(3))
 
     def inverse_apply(self, q: np.ndarray, tol: float = 1e-4, max_iter: int = 50) -> tuple[np.ndarray, np.ndarray]:
-        """Solve ``apply(p) = q`` by damped Newton iteration; returns (p, residual norm).
+        """Solve ``apply(p) = q`` for p by damped Newton iteration.
 
-        Starts from the inverse of the linear part. ``tol`` is in the same units as q
-        (µm); non-converged points keep their best estimate and a residual above tol.
+        Starts from the inverse of the linear part (exact for purely linear chains).
+
+        Parameters
+        ----------
+        q : (n, 3) array_like of float
+            Moving points (x, y, z), µm.
+        tol : float, optional
+            Residual at which a point counts as converged, µm.
+        max_iter : int, optional
+            Newton iterations at most.
+
+        Returns
+        -------
+        p : (n, 3) ndarray of float
+            Fixed points (x, y, z), µm; non-converged points keep their best estimate.
+        residual : (n,) ndarray of float
+            ``|apply(p) - q|``, µm; above ``tol`` where the iteration did not converge.
         """
         q = np.asarray(q, float)
         p = self.linear_part().inverse().apply(q)
@@ -421,14 +764,42 @@ def _chunks(n: int, size: int = CHUNK):
 
 @dataclass
 class SampleAtlasTransform:
-    """Raw sample voxels ↔ atlas voxels for every channel, through resampling, the
-    optional channel correction and the elastix atlas transform.
+    """Raw sample voxels ↔ atlas voxels for every channel.
 
-    * ``grids[channel]``: that channel's :class:`ResampleGrid` (raw → resampled voxels).
-    * ``atlas_chain``: elastix maps, autofluorescence resampled physical → atlas physical.
-    * ``correction``: channel → affine chain mapping autofluorescence resampled physical
-      to that channel's resampled physical (elastix fixed = autofluorescence, moving =
-      channel); a channel's points go through its *inverse* before the atlas transform.
+    Goes through resampling, the optional channel correction and the elastix atlas
+    transform. All points are (z, y, x) voxels.
+
+    Parameters
+    ----------
+    atlas_voxel_size : tuple of float
+        Atlas voxel size (z, y, x), µm.
+    atlas_shape : tuple of int
+        Atlas shape (z, y, x), voxels.
+    grids : dict of str to ResampleGrid
+        Per channel, raw → resampled voxels.
+    atlas_chain : ElastixChain
+        Elastix maps, autofluorescence resampled physical → atlas physical.
+    correction : dict of str to ElastixChain, optional
+        Per channel, an affine chain mapping autofluorescence resampled physical to that
+        channel's resampled physical (elastix fixed = autofluorescence, moving =
+        channel); a channel's points go through its *inverse* before the atlas transform.
+    tolerance_voxels : float, optional
+        Convergence tolerance of the inverse, atlas voxels.
+    chunk : int, optional
+        Points per vectorised step (bounds memory).
+
+    Examples
+    --------
+    A 4 × 2 × 2 µm sample resampled to a 10 µm atlas, registered by a 5 µm shift along y:
+
+    >>> from spimflow.geometry import ResampleGrid
+    >>> grid = ResampleGrid.for_channel((100, 200, 200), (4.0, 2.0, 2.0), "asr", (10.0, 10.0, 10.0), "asr")
+    >>> shift = {"Transform": ["TranslationTransform"], "TransformParameters": ["0", "5", "0"]}
+    >>> t = SampleAtlasTransform((10.0, 10.0, 10.0), (40, 40, 40), {"signal": grid}, ElastixChain.from_maps([shift]))
+    >>> t.sample_to_atlas([[50.0, 100.0, 100.0]]).tolist()
+    [[20.0, 20.5, 20.0]]
+    >>> t.atlas_to_sample([[20.0, 20.5, 20.0]]).tolist()
+    [[50.0, 100.0, 100.0]]
     """
 
     atlas_voxel_size: tuple[float, float, float]
@@ -441,7 +812,22 @@ class SampleAtlasTransform:
 
     @classmethod
     def load(cls, registration_dir: str | Path) -> SampleAtlasTransform:
-        """Build from a registration folder (``registration.json`` + transform files)."""
+        """Read the transform written by :meth:`save`.
+
+        Parameters
+        ----------
+        registration_dir : str or Path
+            Registration folder (``registration.json`` + transform files).
+
+        Returns
+        -------
+        SampleAtlasTransform
+
+        Raises
+        ------
+        InputFileError
+            If ``registration.json`` or a transform file is missing or incomplete.
+        """
         d = Path(registration_dir)
         meta_path = d / REGISTRATION_JSON
         if not meta_path.is_file():
@@ -461,8 +847,23 @@ class SampleAtlasTransform:
             ) from None
 
     def save(self, registration_dir: str | Path, summary: dict | None = None) -> Path:
-        """Write the transform files and ``registration.json`` (last, atomically: a complete
-        json means a complete folder). ``summary`` adds further keys (scores, timings)."""
+        """Write the transform files and ``registration.json``.
+
+        ``registration.json`` is written last, atomically: a complete json means a
+        complete folder.
+
+        Parameters
+        ----------
+        registration_dir : str or Path
+            Output folder (created if needed).
+        summary : dict, optional
+            Further keys for ``registration.json`` (scores, timings).
+
+        Returns
+        -------
+        Path
+            The ``registration.json`` written.
+        """
         d = Path(registration_dir)
         d.mkdir(parents=True, exist_ok=True)
         meta = dict(summary or {})
@@ -502,7 +903,25 @@ class SampleAtlasTransform:
         return xyz_um_to_zyx_voxels(p, self.atlas_voxel_size)
 
     def resampled_to_atlas(self, points: np.ndarray, channel: str = "autofluorescence") -> np.ndarray:
-        """(n, 3) resampled voxels of ``channel`` → atlas voxels (z, y, x)."""
+        """Map resampled voxels of a channel to atlas voxels.
+
+        Parameters
+        ----------
+        points : (n, 3) array_like of float
+            Resampled voxel coordinates (z, y, x) of ``channel``.
+        channel : str, optional
+            Channel of the points (its correction, if any, is applied).
+
+        Returns
+        -------
+        (n, 3) ndarray of float
+            Atlas voxel coordinates (z, y, x).
+
+        Raises
+        ------
+        ValueError
+            If ``points`` is not an (n, 3) array.
+        """
         pts = _as_points(points)
         out = np.empty_like(pts)
         for s in _chunks(len(pts), self.chunk):
@@ -511,8 +930,26 @@ class SampleAtlasTransform:
         return out
 
     def atlas_to_resampled(self, points: np.ndarray, channel: str = "autofluorescence") -> np.ndarray:
-        """(n, 3) atlas voxels → resampled voxels of ``channel``; NaN where the Newton
-        inversion does not converge (outside the region the transform covers)."""
+        """Map atlas voxels to resampled voxels of a channel (Newton inversion).
+
+        Parameters
+        ----------
+        points : (n, 3) array_like of float
+            Atlas voxel coordinates (z, y, x).
+        channel : str, optional
+            Channel whose resampled voxels are wanted.
+
+        Returns
+        -------
+        (n, 3) ndarray of float
+            Resampled voxel coordinates (z, y, x); NaN where the inversion does not
+            converge (outside the region the transform covers), with a logged warning.
+
+        Raises
+        ------
+        ValueError
+            If ``points`` is not an (n, 3) array.
+        """
         pts = _as_points(points)
         out = np.empty_like(pts)
         tol = self.tolerance_voxels * min(self.atlas_voxel_size)
@@ -529,7 +966,27 @@ class SampleAtlasTransform:
 
     # raw <-> atlas ------------------------------------------------------------------------
     def sample_to_atlas(self, points: np.ndarray, channel: str = "signal") -> np.ndarray:
-        """(n, 3) raw voxels (z, y, x) of ``channel`` → atlas voxels (az, ay, ax)."""
+        """Map raw sample voxels of a channel to atlas voxels.
+
+        Parameters
+        ----------
+        points : (n, 3) array_like of float
+            Raw voxel coordinates (z, y, x) of ``channel``.
+        channel : str, optional
+            Channel of the points.
+
+        Returns
+        -------
+        (n, 3) ndarray of float
+            Atlas voxel coordinates (az, ay, ax).
+
+        Raises
+        ------
+        InputFileError
+            If the registration has no grid for ``channel``.
+        ValueError
+            If ``points`` is not an (n, 3) array.
+        """
         grid = self._grid(channel)
         pts = _as_points(points)
         out = np.empty_like(pts)
@@ -538,7 +995,27 @@ class SampleAtlasTransform:
         return out
 
     def atlas_to_sample(self, points: np.ndarray, channel: str = "signal") -> np.ndarray:
-        """(n, 3) atlas voxels → raw voxels of ``channel`` (exact inverse of sample_to_atlas)."""
+        """Map atlas voxels to raw sample voxels of a channel (inverse of :meth:`sample_to_atlas`).
+
+        Parameters
+        ----------
+        points : (n, 3) array_like of float
+            Atlas voxel coordinates (z, y, x).
+        channel : str, optional
+            Channel whose raw voxels are wanted.
+
+        Returns
+        -------
+        (n, 3) ndarray of float
+            Raw voxel coordinates (z, y, x); NaN where the inversion does not converge.
+
+        Raises
+        ------
+        InputFileError
+            If the registration has no grid for ``channel``.
+        ValueError
+            If ``points`` is not an (n, 3) array.
+        """
         grid = self._grid(channel)
         pts = _as_points(points)
         out = np.empty_like(pts)

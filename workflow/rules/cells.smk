@@ -18,7 +18,7 @@ rule threshold_cells:
     params:
         task="cells",
         action="threshold",
-        threshold=CFG.steps.threshold.model_dump(mode="json"),
+        threshold=lambda w: cfg(w).steps.threshold.model_dump(mode="json"),
     script:
         TASK_SCRIPT
 
@@ -29,7 +29,12 @@ rule qc_cells:
         cells_raw=rules.detect_gather.output.cells,
         signal=raw_channel("signal"),
     output:
-        png=f"{SD}/cells/qc_cells.png",
+        png=report(
+            f"{SD}/cells/qc_cells.png",
+            caption="../report/detection_qc.rst",
+            category="Detection",
+            subcategory="{sample}",
+        ),
         overlay=directory(f"{SD}/cells/qc_overlay.ome.zarr"),
     log:
         log_path("qc_cells"),
@@ -48,7 +53,7 @@ rule cells_atlas:
     input:
         cells=rules.threshold_cells.output.parquet,
         registration=rules.register.output.summary,
-        atlas=atlas_inputs(),
+        atlas=atlas_inputs,
     output:
         parquet=f"{SD}/cells/cells_atlas.parquet",
         csv=f"{SD}/cells/cells_atlas.csv",
@@ -60,13 +65,15 @@ rule cells_atlas:
         mem_mb=2000,
     params:
         task="cells_atlas",
-        atlas=CFG.atlas.model_dump(mode="json"),
+        atlas=lambda w: cfg(w).atlas.model_dump(mode="json"),
     script:
         TASK_SCRIPT
 
 
 TARGETS += [
-    *rules.threshold_cells.output,
-    *rules.qc_cells.output,
-    rules.cells_atlas.output.parquet,
+    *per_sample(rules.threshold_cells.output.parquet),
+    *per_sample(rules.threshold_cells.output.csv),
+    *per_sample(rules.qc_cells.output.png),
+    *per_sample(rules.qc_cells.output.overlay),
+    *per_sample(rules.cells_atlas.output.parquet),
 ]

@@ -9,9 +9,9 @@ rule resolved_config:
         log_path("resolved_config"),
     params:
         task="resolved_config",
-        resolved=CFG.model_dump(mode="json"),
+        resolved=lambda w: cfg(w).model_dump(mode="json"),
     script:
         TASK_SCRIPT
 
 
-TARGETS += [rules.resolved_config.output.yaml]
+TARGETS += per_sample(rules.resolved_config.output.yaml)

@@ -18,8 +18,10 @@ checkpoint detect_plan:
         task="detect",
         action="plan",
         # the grid depends on the block and filter sizes, not on the flat-field settings
-        detect=CFG.steps.detect.model_dump(mode="json", exclude={"illumination"}),
-        illumination_enabled=CFG.steps.detect.illumination.enabled,
+        detect=lambda w: cfg(w).steps.detect.model_dump(
+            mode="json", exclude={"illumination"}
+        ),
+        illumination_enabled=lambda w: cfg(w).steps.detect.illumination.enabled,
     script:
         TASK_SCRIPT
 
@@ -38,7 +40,7 @@ rule detect_illumination:
     params:
         task="detect",
         action="illumination",
-        illumination=CFG.steps.detect.illumination.model_dump(mode="json"),
+        illumination=lambda w: cfg(w).steps.detect.illumination.model_dump(mode="json"),
     script:
         TASK_SCRIPT
 
@@ -57,11 +59,11 @@ rule detect_batch:
         "detect_blocks"
     threads: 1
     resources:
-        mem_mb=detect_memory_mb(),
+        mem_mb=detect_memory_mb,
     params:
         task="detect",
         action="batch",
-        detect=CFG.steps.detect.model_dump(mode="json"),
+        detect=lambda w: cfg(w).steps.detect.model_dump(mode="json"),
     script:
         TASK_SCRIPT
 
@@ -85,4 +87,4 @@ rule detect_gather:
         TASK_SCRIPT
 
 
-TARGETS += [rules.detect_gather.output.cells]
+TARGETS += per_sample(rules.detect_gather.output.cells)

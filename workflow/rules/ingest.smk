@@ -15,10 +15,10 @@ rule ingest:
         mem_mb=1000,
     params:
         task="ingest",
-        channel=lambda w: CFG.channels.all()[w.channel].model_dump(mode="json"),
-        ingest=CFG.ingest.model_dump(mode="json"),
+        channel=lambda w: cfg(w).channels.all()[w.channel].model_dump(mode="json"),
+        ingest=lambda w: cfg(w).ingest.model_dump(mode="json"),
     script:
         TASK_SCRIPT
 
 
-TARGETS += expand(rules.ingest.output.zarr, channel=CHANNELS)
+TARGETS += per_channel(rules.ingest.output.zarr)

@@ -10,7 +10,15 @@ rule register:
         summary=f"{SD}/registration/registration.json",
         annotation=directory(f"{SD}/registration/annotation_in_sample.ome.zarr"),
         reference=directory(f"{SD}/registration/reference_in_sample.ome.zarr"),
-        qc=[f"{SD}/registration/qc_{axis}.png" for axis in range(3)],
+        qc=[
+            report(
+                f"{SD}/registration/qc_{axis}.png",
+                caption="../report/registration_qc.rst",
+                category="Registration",
+                subcategory="{sample}",
+            )
+            for axis in range(3)
+        ],
     log:
         log_path("register"),
     benchmark:
@@ -20,11 +28,13 @@ rule register:
         mem_mb=8000,
     params:
         task="register",
-        registration=CFG.steps.registration.model_dump(mode="json"),
-        atlas=CFG.atlas.model_dump(mode="json"),
-        channels={n: ch.model_dump(mode="json") for n, ch in CFG.channels.all().items()},
+        registration=lambda w: cfg(w).steps.registration.model_dump(mode="json"),
+        atlas=lambda w: cfg(w).atlas.model_dump(mode="json"),
+        channels=lambda w: {
+            n: ch.model_dump(mode="json") for n, ch in cfg(w).channels.all().items()
+        },
     script:
         TASK_SCRIPT
 
 
-TARGETS += [rules.register.output.summary]
+TARGETS += per_sample(rules.register.output.summary)

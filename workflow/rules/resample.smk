@@ -5,7 +5,7 @@
 rule resample:
     input:
         raw=rules.ingest.output.zarr,
-        atlas=atlas_inputs(),
+        atlas=atlas_inputs,
     output:
         zarr=directory(f"{SD}/resampled/{{channel}}.ome.zarr"),
     log:
@@ -16,11 +16,11 @@ rule resample:
         mem_mb=4000,
     params:
         task="resample",
-        channel=lambda w: CFG.channels.all()[w.channel].model_dump(mode="json"),
-        atlas=CFG.atlas.model_dump(mode="json"),
-        resample=CFG.steps.resample.model_dump(mode="json"),
+        channel=lambda w: cfg(w).channels.all()[w.channel].model_dump(mode="json"),
+        atlas=lambda w: cfg(w).atlas.model_dump(mode="json"),
+        resample=lambda w: cfg(w).steps.resample.model_dump(mode="json"),
     script:
         TASK_SCRIPT
 
 
-TARGETS += expand(rules.resample.output.zarr, channel=CHANNELS)
+TARGETS += per_channel(rules.resample.output.zarr)

@@ -34,8 +34,26 @@ def _suffix(path: Path) -> str:
 
 
 def read_volume(path: str | Path, what: str = "volume") -> np.ndarray:
-    """Read a 3-D atlas volume as (z, y, x): ``.tif``/``.tiff``, ``.tif.lzma`` (LZMA-compressed
-    TIFF), ``.nrrd``, ``.mhd``/``.mha``, ``.nii``/``.nii.gz`` (SimpleITK)."""
+    """Read a 3-D atlas volume as (z, y, x), axes exactly as the file stores them.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.tif``/``.tiff``, ``.tif.lzma`` (LZMA-compressed TIFF), ``.nrrd``,
+        ``.mhd``/``.mha``, ``.nii``/``.nii.gz`` (SimpleITK).
+    what : str, optional
+        What the volume is, for messages (e.g. "annotation").
+
+    Returns
+    -------
+    ndarray
+        The volume (z, y, x), dtype as stored.
+
+    Raises
+    ------
+    InputFileError
+        If the file is missing, of an unknown type, unreadable, empty or not 3-D.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputFileError(f"{path}: {what} file not found")
@@ -69,7 +87,7 @@ def _check_shape(arr: np.ndarray, expected: tuple[int, ...], path: Path, against
 def convert_hemispheres(
     volume: np.ndarray, orientation: str, values: Mapping[int, int] | None = None, source: str = "hemispheres"
 ) -> np.ndarray:
-    """Any hemisphere volume → BrainGlobe values (1 left, 2 right, 0 outside).
+    """Convert any hemisphere volume to BrainGlobe values (1 left, 2 right, 0 outside).
 
     * ``values`` given: an explicit map {file value: 0/1/2}; every value in the file
       must be listed.
@@ -80,6 +98,39 @@ def convert_hemispheres(
       axis names (``r`` in ``"asr"``: start = right), the other value the opposite side.
       The file itself does not record which half is left: the declared orientation
       decides.
+
+    Parameters
+    ----------
+    volume : ndarray of int
+        Hemisphere volume (z, y, x).
+    orientation : str
+        BrainGlobe origin code of the volume axes.
+    values : mapping of int to int, optional
+        Explicit map {file value: 0/1/2}.
+    source : str, optional
+        Names the volume in messages.
+
+    Returns
+    -------
+    ndarray of uint8
+        1 (left), 2 (right), 0 (outside), same shape.
+
+    Raises
+    ------
+    InputFileError
+        If the volume is not integer, or its values cannot be assigned to sides.
+    ConfigError
+        If ``values`` does not map every value in the volume to 0, 1 or 2.
+
+    Examples
+    --------
+    The Allen CCF style (0 on one half, 255 on the other); in ``"asr"`` the l/r axis
+    (x) starts on the right:
+
+    >>> convert_hemispheres(np.array([[[0, 0, 255, 255]]]), "asr").tolist()
+    [[[2, 2, 1, 1]]]
+    >>> convert_hemispheres(np.array([[[3, 4]]]), "asr", values={3: 1, 4: 2}).tolist()
+    [[[1, 2]]]
     """
     vol = np.asarray(volume)
     if vol.dtype.kind not in "iu":
@@ -150,10 +201,27 @@ def _read_metadata(folder: Path) -> dict:
 
 
 def load_brainglobe(folder: str | Path) -> Atlas:
-    """A BrainGlobe atlas folder: ``metadata.json`` (resolution µm, orientation, shape,
-    name, symmetric), ``structures.json``, ``annotation.tiff``, optional ``reference.tiff``
-    and ``hemispheres.tiff``. Without ``hemispheres.tiff`` a symmetric atlas gets the
-    midline split; an asymmetric one has ``hemispheres=None``."""
+    """Load a BrainGlobe atlas folder.
+
+    Without ``hemispheres.tiff`` a symmetric atlas gets the midline split; an asymmetric
+    one has ``hemispheres=None``.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Holds ``metadata.json`` (resolution µm, orientation, shape, name, symmetric),
+        ``structures.json``, ``annotation.tiff``, optional ``reference.tiff`` and
+        ``hemispheres.tiff``.
+
+    Returns
+    -------
+    Atlas
+
+    Raises
+    ------
+    InputFileError
+        If a required file is missing or malformed, or shapes disagree.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise InputFileError(f"{folder}: BrainGlobe atlas folder not found")
@@ -203,10 +271,38 @@ def load_allen(
     hemisphere_values: Mapping[int, int] | None = None,
     name: str | None = None,
 ) -> Atlas:
-    """An atlas from separate files: label volume (.tif, .tif.lzma, .nrrd, .mhd, ...),
-    ontology (Allen JSON / BrainGlobe structures.json / Allen CSV, or an
-    :class:`Ontology`), (z, y, x) voxel size in µm and the BrainGlobe origin code of the
-    volume's axes. Hemisphere volumes are converted by :func:`convert_hemispheres`."""
+    """Load an atlas from separate files (Allen / ClearMap style).
+
+    Parameters
+    ----------
+    annotation : str or Path
+        Label volume (.tif, .tif.lzma, .nrrd, .mhd, ...; see :func:`read_volume`).
+    ontology : str or Path or Ontology
+        Allen JSON / BrainGlobe structures.json / Allen CSV file, or an :class:`Ontology`.
+    voxel_size : sequence of float
+        Voxel size (z, y, x), µm.
+    orientation : str
+        BrainGlobe origin code of the volume's axes.
+    reference : str or Path, optional
+        Reference (template) volume.
+    hemispheres : str or Path, optional
+        Hemisphere volume, converted by :func:`convert_hemispheres`.
+    hemisphere_values : mapping of int to int, optional
+        Explicit map {file value: 0/1/2} for the hemisphere volume.
+    name : str, optional
+        Atlas name; default the annotation file name without suffixes.
+
+    Returns
+    -------
+    Atlas
+
+    Raises
+    ------
+    ConfigError
+        If the orientation code or hemisphere values are invalid.
+    InputFileError
+        If a file is missing or malformed, or shapes disagree.
+    """
     annotation = Path(annotation)
     try:
         orientation = check_origin_code(orientation)
@@ -238,9 +334,29 @@ def load_allen(
 
 
 def load_atlas(cfg, base: str | Path = ".") -> Atlas:
-    """Load the atlas an :class:`~spimflow.config.AtlasConfig` describes (paths relative to
-    ``base``), crop it to ``cfg.hemisphere``, and log a warning listing labels that the
-    ontology does not know."""
+    """Load the atlas a config describes and crop it to the configured hemisphere.
+
+    Logs a warning listing annotation labels that the ontology does not know.
+
+    Parameters
+    ----------
+    cfg : AtlasConfig
+        The ``atlas`` section of the config (:class:`~spimflow.config.AtlasConfig`).
+    base : str or Path, optional
+        Folder that the config's paths are relative to.
+
+    Returns
+    -------
+    Atlas
+        Cropped to ``cfg.hemisphere`` unless it is "both".
+
+    Raises
+    ------
+    ConfigError
+        If the config is invalid.
+    InputFileError
+        If a file is missing or malformed.
+    """
     base = Path(base)
     if cfg.format == "brainglobe":
         atlas = load_brainglobe(base / cfg.path)

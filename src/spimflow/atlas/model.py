@@ -34,14 +34,64 @@ _LETTER_SIDE = {"l": LEFT, "r": RIGHT}
 
 
 def lr_axis(orientation: str) -> int:
-    """Index of the array axis that runs left↔right in a BrainGlobe origin code."""
+    """Index of the array axis that runs left↔right in a BrainGlobe origin code.
+
+    Parameters
+    ----------
+    orientation : str
+        BrainGlobe origin code, e.g. ``"asr"``.
+
+    Returns
+    -------
+    int
+        0, 1 or 2 (z, y, x).
+
+    Raises
+    ------
+    ConfigError
+        If the code is invalid.
+
+    Examples
+    --------
+    >>> lr_axis("asr"), lr_axis("lsa")
+    (2, 0)
+    """
     code = check_origin_code(orientation)
     return next(i for i, c in enumerate(code) if c in "lr")
 
 
 def midline_sides(n: int, orientation: str) -> np.ndarray:
-    """Hemisphere value (1 left / 2 right) of each index along the l/r axis of length ``n``
-    (see the module docstring for the midline rule)."""
+    """Hemisphere value (1 left / 2 right) of each index along the l/r axis, by the midline split.
+
+    Indices ``< n // 2`` belong to the side the orientation code names for that axis,
+    the others to the opposite side; for odd ``n`` the middle plane goes to the LEFT
+    hemisphere (as BrainGlobe does).
+
+    Parameters
+    ----------
+    n : int
+        Length of the l/r axis, voxels.
+    orientation : str
+        BrainGlobe origin code of the atlas.
+
+    Returns
+    -------
+    (n,) ndarray of uint8
+
+    Raises
+    ------
+    ConfigError
+        If the code is invalid.
+
+    Examples
+    --------
+    In ``"asr"`` the l/r axis starts on the right:
+
+    >>> midline_sides(5, "asr").tolist()
+    [2, 2, 1, 1, 1]
+    >>> midline_sides(4, "asl").tolist()
+    [1, 1, 2, 2]
+    """
     code = check_origin_code(orientation)
     start = _LETTER_SIDE[code[lr_axis(code)]]
     end = RIGHT if start == LEFT else LEFT
@@ -53,7 +103,25 @@ def midline_sides(n: int, orientation: str) -> np.ndarray:
 
 
 def midline_hemispheres(shape: tuple[int, ...], orientation: str) -> np.ndarray:
-    """A full hemisphere volume (uint8, 1/2 everywhere) from the midline split."""
+    """Build a full hemisphere volume from the midline split (see :func:`midline_sides`).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Atlas shape (z, y, x), voxels.
+    orientation : str
+        BrainGlobe origin code of the atlas.
+
+    Returns
+    -------
+    ndarray of uint8
+        1 (left) or 2 (right) everywhere, shape ``shape``.
+
+    Examples
+    --------
+    >>> midline_hemispheres((1, 1, 4), "asr").tolist()
+    [[[2, 2, 1, 1]]]
+    """
     ax = lr_axis(orientation)
     sides = midline_sides(int(shape[ax]), orientation)
     view_shape = [1, 1, 1]
@@ -62,8 +130,33 @@ def midline_hemispheres(shape: tuple[int, ...], orientation: str) -> np.ndarray:
 
 
 def nearest_voxels(points: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """(n, 3) float voxel coordinates → (n, 3) int indices of the nearest voxel centre
-    (``floor(p + 0.5)``) and a mask of points inside the volume (NaN is outside)."""
+    """Find the nearest voxel centre (``floor(p + 0.5)``) of each point and whether it is inside the volume.
+
+    Parameters
+    ----------
+    points : (n, 3) or (3,) array_like of float
+        Voxel coordinates (z, y, x).
+    shape : tuple of int
+        Volume shape (z, y, x).
+
+    Returns
+    -------
+    index : (n, 3) ndarray of intp
+        Nearest voxel indices; 0 for points outside.
+    inside : (n,) ndarray of bool
+        Whether the nearest voxel is in the volume (NaN is outside).
+
+    Raises
+    ------
+    ValueError
+        If ``points`` is not an (n, 3) array.
+
+    Examples
+    --------
+    >>> index, inside = nearest_voxels([[0.4, 1.5, 2.0], [-0.6, 0.0, 0.0], [np.nan, 0.0, 0.0]], (2, 3, 3))
+    >>> index.tolist(), inside.tolist()
+    ([[0, 2, 2], [0, 0, 0], [0, 0, 0]], [True, False, False])
+    """
     pts = np.asarray(points, dtype=np.float64)
     if pts.ndim == 1 and pts.size == 3:
         pts = pts[None, :]
@@ -78,7 +171,53 @@ def nearest_voxels(points: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarr
 
 @dataclass(kw_only=True, eq=False)
 class Atlas:
-    """A reference atlas. All volumes share one (z, y, x) shape."""
+    """A reference atlas: labels, optional reference and hemispheres, voxel size, orientation, ontology.
+
+    All volumes share one (z, y, x) shape.
+
+    Parameters
+    ----------
+    annotation : ndarray of int
+        Region labels (z, y, x); 0 is background.
+    ontology : Ontology
+        The region tree.
+    voxel_size : tuple of float
+        Voxel size (z, y, x), µm.
+    orientation : str
+        BrainGlobe origin code of the volume axes.
+    reference : ndarray, optional
+        Reference (template) image (z, y, x).
+    hemispheres : ndarray of int, optional
+        1 = left, 2 = right, 0 = outside; without it the midline split is used.
+    name : str, optional
+        Name for messages.
+    offset : tuple of int, optional
+        Voxel of the original (uncropped) atlas that is voxel (0, 0, 0) here.
+    source : str, optional
+        Where the atlas was read from, for messages.
+
+    Raises
+    ------
+    InputFileError
+        If the volumes are not 3-D integer labels of one shape, or hemisphere values are
+        not 0/1/2.
+    ConfigError
+        If the voxel size or orientation code is invalid.
+
+    Examples
+    --------
+    >>> from spimflow.atlas import Ontology, Region
+    >>> onto = Ontology([Region(997, "root", "root", None), Region(688, "CTX", "Cerebral cortex", 997),
+    ...                  Region(549, "TH", "Thalamus", 997)])
+    >>> atlas = Atlas(annotation=np.array([[[688, 688, 549, 549]]]), ontology=onto,
+    ...               voxel_size=(25.0, 25.0, 25.0), orientation="asr")
+    >>> atlas.shape, atlas.lr_axis
+    ((1, 1, 4), 2)
+    >>> atlas.region_at([[0, 0, 2.6], [0, 0, 9.0]]).tolist()  # nearest voxel; 0 outside
+    [549, 0]
+    >>> atlas.hemisphere_at([[0, 0, 0], [0, 0, 3]]).tolist()  # "asr": x starts on the right
+    [2, 1]
+    """
 
     annotation: np.ndarray
     ontology: Ontology
@@ -118,30 +257,70 @@ class Atlas:
 
     @property
     def shape(self) -> tuple[int, int, int]:
+        """Volume shape (z, y, x), voxels."""
         return tuple(int(s) for s in self.annotation.shape)  # type: ignore[return-value]
 
     @property
     def lr_axis(self) -> int:
+        """Index of the axis that runs left↔right (see :func:`lr_axis`)."""
         return lr_axis(self.orientation)
 
     def hemisphere_volume(self) -> np.ndarray:
-        """The hemisphere volume, or the midline split when the atlas has none."""
+        """The hemisphere volume, or the midline split when the atlas has none.
+
+        Returns
+        -------
+        ndarray of uint8
+            1 (left), 2 (right), 0 (outside), (z, y, x).
+        """
         if self.hemispheres is not None:
             return self.hemispheres
         return midline_hemispheres(self.shape, self.orientation)
 
     # -- lookups ----------------------------------------------------------------------
     def region_at(self, points: np.ndarray) -> np.ndarray:
-        """Label of the nearest atlas voxel for each (z, y, x) point in atlas voxels; 0 for
-        points outside the volume."""
+        """Look up the label of the nearest atlas voxel of each point.
+
+        Parameters
+        ----------
+        points : (n, 3) array_like of float
+            Atlas voxel coordinates (z, y, x).
+
+        Returns
+        -------
+        (n,) ndarray of int64
+            Labels; 0 for points outside the volume.
+
+        Raises
+        ------
+        ValueError
+            If ``points`` is not an (n, 3) array.
+        """
         idx, inside = nearest_voxels(points, self.shape)
         out = self.annotation[idx[:, 0], idx[:, 1], idx[:, 2]].astype(np.int64)
         out[~inside] = 0
         return out
 
     def hemisphere_at(self, points: np.ndarray) -> np.ndarray:
-        """Hemisphere (1 left, 2 right, 0 outside) of the nearest voxel of each point; from
-        the midline split when the atlas has no hemisphere volume."""
+        """Look up the hemisphere of the nearest atlas voxel of each point.
+
+        Uses the midline split when the atlas has no hemisphere volume.
+
+        Parameters
+        ----------
+        points : (n, 3) array_like of float
+            Atlas voxel coordinates (z, y, x).
+
+        Returns
+        -------
+        (n,) ndarray of uint8
+            1 (left), 2 (right), 0 (outside the volume or the hemisphere volume).
+
+        Raises
+        ------
+        ValueError
+            If ``points`` is not an (n, 3) array.
+        """
         idx, inside = nearest_voxels(points, self.shape)
         if self.hemispheres is not None:
             out = self.hemispheres[idx[:, 0], idx[:, 1], idx[:, 2]].astype(np.uint8)
@@ -152,8 +331,23 @@ class Atlas:
         return out
 
     def unknown_labels(self) -> dict[int, int]:
-        """Labels in the annotation that are not ontology ids → voxel count, sorted by label.
-        Label 0 (background) is never reported."""
+        """Count the annotation labels that are not ontology ids.
+
+        Returns
+        -------
+        dict of int to int
+            Label → voxel count, sorted by label. Label 0 (background) is never reported.
+
+        Examples
+        --------
+        >>> from spimflow.atlas import Ontology, Region
+        >>> onto = Ontology([Region(997, "root", "root", None), Region(688, "CTX", "Cerebral cortex", 997),
+        ...                  Region(549, "TH", "Thalamus", 997)])
+        >>> atlas = Atlas(annotation=np.array([[[688, 7, 7, 0]]]), ontology=onto,
+        ...               voxel_size=(25.0, 25.0, 25.0), orientation="asr")
+        >>> atlas.unknown_labels()
+        {7: 2}
+        """
         known = self.ontology.contains(self.annotation)
         strays = self.annotation[~known]
         strays = strays[strays != 0]
@@ -162,13 +356,40 @@ class Atlas:
 
     # -- derived atlases ------------------------------------------------------------------
     def crop_hemisphere(self, side: Literal["left", "right"]) -> Atlas:
-        """A new atlas holding one hemisphere.
+        """Make a new atlas holding one hemisphere.
 
         Along the l/r axis the volume is cut at the far edge of that hemisphere's voxels
         (the other axes and the outer margin are kept whole). Inside the crop, voxels not
         of that hemisphere get annotation 0 and hemisphere 0; the reference image is kept
         as is (no artificial edge for registration). Uses the hemisphere volume when
         present, else the midline split. ``offset`` records where the crop starts.
+
+        Parameters
+        ----------
+        side : {'left', 'right'}
+            Hemisphere to keep.
+
+        Returns
+        -------
+        Atlas
+
+        Raises
+        ------
+        ConfigError
+            If ``side`` is not 'left' or 'right'.
+        InputFileError
+            If the atlas has no voxel of that hemisphere.
+
+        Examples
+        --------
+        >>> from spimflow.atlas import Ontology, Region
+        >>> onto = Ontology([Region(997, "root", "root", None), Region(688, "CTX", "Cerebral cortex", 997),
+        ...                  Region(549, "TH", "Thalamus", 997)])
+        >>> atlas = Atlas(annotation=np.array([[[688, 688, 549, 549]]]), ontology=onto,
+        ...               voxel_size=(25.0, 25.0, 25.0), orientation="asr")
+        >>> left = atlas.crop_hemisphere("left")
+        >>> left.annotation.tolist(), left.offset
+        ([[[549, 549]]], (0, 0, 2))
         """
         if side not in SIDE_VALUES:
             raise ConfigError(f"atlas.hemisphere: expected 'left' or 'right', got {side!r}")

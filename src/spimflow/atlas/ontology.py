@@ -47,7 +47,21 @@ _CHUNK = 1 << 22  # labels per vectorised pass
 
 @dataclass(frozen=True)
 class Region:
-    """One node of the ontology. ``parent_id`` is None for a root."""
+    """One node of the ontology.
+
+    Parameters
+    ----------
+    id : int
+        Region id (the label in the annotation volume).
+    acronym : str
+        Short name, e.g. ``"CTX"``.
+    name : str
+        Full name.
+    parent_id : int or None
+        Parent's id; None for a root.
+    rgb : tuple of int, optional
+        Display colour (r, g, b), each 0-255.
+    """
 
     id: int
     acronym: str
@@ -57,8 +71,24 @@ class Region:
 
 
 class IdTable:
-    """Vectorised map from integer ids to values: dense table for small ids, sorted search
-    for the rest. ``apply(labels)`` returns (values, found) arrays shaped like ``labels``."""
+    """Vectorised map from integer ids to values: dense table for small ids, sorted search for the rest.
+
+    Parameters
+    ----------
+    keys : iterable of int
+        Ids.
+    values : iterable of int
+        Value of each id.
+    dtype : numpy dtype, optional
+        Dtype of the values.
+
+    Examples
+    --------
+    >>> table = IdTable([1, 5, 10**9], [10, 50, 7])
+    >>> values, found = table.apply(np.array([1, 2, 10**9]))
+    >>> values.tolist(), found.tolist()
+    ([10, 0, 7], [True, False, True])
+    """
 
     def __init__(self, keys: Iterable[int], values: Iterable[int], dtype=np.int64):
         keys = np.asarray(list(keys), dtype=np.int64)
@@ -75,6 +105,25 @@ class IdTable:
         self.dtype = dtype
 
     def apply(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Look up every label.
+
+        Parameters
+        ----------
+        labels : array_like of int
+            Ids, any shape (e.g. a whole label volume).
+
+        Returns
+        -------
+        values : ndarray
+            Value of each label (0 where not found), shaped like ``labels``.
+        found : ndarray of bool
+            Whether each label is a key, shaped like ``labels``.
+
+        Raises
+        ------
+        TypeError
+            If ``labels`` is not an integer array.
+        """
         labels = np.asarray(labels)
         if labels.dtype.kind not in "iu":
             raise TypeError(f"label arrays must be integers, got dtype {labels.dtype}")
@@ -106,12 +155,37 @@ class IdTable:
 
 
 class Ontology:
-    """An atlas region tree. Build it from :class:`Region` objects or with a reader:
-    :meth:`from_allen_json`, :meth:`from_brainglobe`, :meth:`from_allen_csv`,
-    :meth:`from_file`. ``source`` names the file in error messages.
+    """An atlas region tree (a forest of :class:`Region` nodes).
 
-    Raises :class:`~spimflow.errors.InputFileError` (naming ``source``) for a repeated
-    id, a parent id that is not in the ontology, or a cycle of parent links.
+    Build it from :class:`Region` objects or with a reader: :meth:`from_allen_json`,
+    :meth:`from_brainglobe`, :meth:`from_allen_csv`, :meth:`from_file`. See the module
+    docstring for the conventions (depth, path, ancestors, descendants).
+
+    Parameters
+    ----------
+    regions : iterable of Region
+        The nodes, in file order.
+    source : str, optional
+        Names the file in error messages.
+
+    Raises
+    ------
+    InputFileError
+        Naming ``source``, for a repeated id, a parent id that is not in the ontology, or
+        a cycle of parent links.
+
+    Examples
+    --------
+    >>> onto = Ontology([Region(997, "root", "root", None), Region(8, "grey", "Grey matter", 997),
+    ...                  Region(688, "CTX", "Cerebral cortex", 8), Region(549, "TH", "Thalamus", 8)])
+    >>> onto.path(688), onto.ancestors(688), onto.depth(688)
+    ((997, 8, 688), [8, 997], 2)
+    >>> onto.descendants(997), onto.children(8)
+    ([8, 688, 549], [688, 549])
+    >>> onto.acronym(549), onto.name(549), onto.lookup_acronym("TH")
+    ('TH', 'Thalamus', 549)
+    >>> onto.map_to_depth(np.array([[0, 688], [549, 997]]), depth=1).tolist()  # 0 is not a region: kept
+    [[0, 8], [8, 997]]
     """
 
     def __init__(self, regions: Iterable[Region], source: str = "ontology"):
@@ -160,6 +234,7 @@ class Ontology:
 
     @property
     def roots(self) -> tuple[int, ...]:
+        """Ids of the regions without a parent, in file order."""
         return self._roots
 
     def __len__(self) -> int:
@@ -181,46 +256,208 @@ class Ontology:
             raise KeyError(f"region id {region_id} is not in the ontology ({self.source})") from None
 
     def get(self, region_id: int, default: Region | None = None) -> Region | None:
+        """The region with this id, or ``default`` when absent.
+
+        Parameters
+        ----------
+        region_id : int
+            Region id.
+        default : Region or None, optional
+            Returned when the id is not in the ontology.
+
+        Returns
+        -------
+        Region or None
+        """
         return self._regions.get(int(region_id), default)
 
     def acronym(self, region_id: int) -> str:
+        """The acronym of a region.
+
+        Parameters
+        ----------
+        region_id : int
+            Region id.
+
+        Returns
+        -------
+        str
+
+        Raises
+        ------
+        KeyError
+            If the id is not in the ontology.
+        """
         return self[region_id].acronym
 
     def name(self, region_id: int) -> str:
+        """The full name of a region.
+
+        Parameters
+        ----------
+        region_id : int
+            Region id.
+
+        Returns
+        -------
+        str
+
+        Raises
+        ------
+        KeyError
+            If the id is not in the ontology.
+        """
         return self[region_id].name
 
     def colour(self, region_id: int) -> RGB:
-        """(r, g, b), each 0-255."""
+        """The display colour of a region.
+
+        Parameters
+        ----------
+        region_id : int
+            Region id.
+
+        Returns
+        -------
+        tuple of int
+            (r, g, b), each 0-255.
+
+        Raises
+        ------
+        KeyError
+            If the id is not in the ontology.
+        """
         return self[region_id].rgb
 
     def parent(self, region_id: int) -> int | None:
-        """Parent id, None for a root."""
+        """The parent of a region.
+
+        Parameters
+        ----------
+        region_id : int
+            Region id.
+
+        Returns
+        -------
+        int or None
+            Parent id; None for a root.
+
+        Raises
+        ------
+        KeyError
+            If the id is not in the ontology.
+        """
         return self[region_id].parent_id
 
     def children(self, region_id: int) -> list[int]:
-        """Direct children, in file order."""
+        """The direct children of a region, in file order.
+
+        Parameters
+        ----------
+        region_id : int
+            Region id.
+
+        Returns
+        -------
+        list of int
+
+        Raises
+        ------
+        KeyError
+            If the id is not in the ontology.
+        """
         self[region_id]
         return list(self._children[int(region_id)])
 
     def path(self, region_id: int) -> tuple[int, ...]:
-        """Ids from the root down to ``region_id`` (both included)."""
+        """Ids from the root down to ``region_id`` (both included; BrainGlobe's ``structure_id_path``).
+
+        Parameters
+        ----------
+        region_id : int
+            Region id.
+
+        Returns
+        -------
+        tuple of int
+
+        Raises
+        ------
+        KeyError
+            If the id is not in the ontology.
+        """
         self[region_id]
         return self._path[int(region_id)]
 
     def ancestors(self, region_id: int) -> list[int]:
-        """Ids from the parent up to the root: parent first, root last; self excluded."""
+        """Ids from the parent up to the root: parent first, root last; self excluded.
+
+        Parameters
+        ----------
+        region_id : int
+            Region id.
+
+        Returns
+        -------
+        list of int
+
+        Raises
+        ------
+        KeyError
+            If the id is not in the ontology.
+        """
         return list(reversed(self.path(region_id)[:-1]))
 
     def depth(self, region_id: int) -> int:
-        """Number of ancestors: a root has depth 0."""
+        """Number of ancestors: a root has depth 0.
+
+        Parameters
+        ----------
+        region_id : int
+            Region id.
+
+        Returns
+        -------
+        int
+
+        Raises
+        ------
+        KeyError
+            If the id is not in the ontology.
+        """
         return len(self.path(region_id)) - 1
 
     @property
     def max_depth(self) -> int:
+        """Depth of the deepest region (0 when every region is a root)."""
         return max(len(p) for p in self._path.values()) - 1
 
     def descendants(self, region_id: int, include_self: bool = False) -> list[int]:
-        """Every id below ``region_id`` (depth-first, file order); self only if asked."""
+        """Every id below ``region_id`` (depth-first, file order).
+
+        Parameters
+        ----------
+        region_id : int
+            Region id.
+        include_self : bool, optional
+            Put ``region_id`` itself first.
+
+        Returns
+        -------
+        list of int
+
+        Raises
+        ------
+        KeyError
+            If the id is not in the ontology.
+
+        Examples
+        --------
+        >>> onto = Ontology([Region(997, "root", "root", None), Region(8, "grey", "Grey matter", 997),
+        ...                  Region(688, "CTX", "Cerebral cortex", 8), Region(549, "TH", "Thalamus", 8)])
+        >>> onto.descendants(8), onto.descendants(8, include_self=True)
+        ([688, 549], [8, 688, 549])
+        """
         self[region_id]
         out: list[int] = [int(region_id)] if include_self else []
         stack = list(reversed(self._children[int(region_id)]))
@@ -231,16 +468,56 @@ class Ontology:
         return out
 
     def ancestor_at_depth(self, region_id: int, depth: int) -> int:
-        """The ancestor of ``region_id`` at ``depth`` (root = 0); ``region_id`` itself when it
-        is at that depth or shallower."""
+        """The ancestor of ``region_id`` at ``depth`` (root = 0).
+
+        Parameters
+        ----------
+        region_id : int
+            Region id.
+        depth : int
+            Depth wanted, >= 0.
+
+        Returns
+        -------
+        int
+            The ancestor's id; ``region_id`` itself when it is at that depth or shallower.
+
+        Raises
+        ------
+        ValueError
+            If ``depth`` is negative.
+        KeyError
+            If the id is not in the ontology.
+
+        Examples
+        --------
+        >>> onto = Ontology([Region(997, "root", "root", None), Region(8, "grey", "Grey matter", 997),
+        ...                  Region(688, "CTX", "Cerebral cortex", 8), Region(549, "TH", "Thalamus", 8)])
+        >>> onto.ancestor_at_depth(688, 1), onto.ancestor_at_depth(688, 0), onto.ancestor_at_depth(8, 2)
+        (8, 997, 8)
+        """
         if depth < 0:
             raise ValueError(f"depth must be >= 0, got {depth}")
         p = self.path(region_id)
         return p[depth] if depth < len(p) else p[-1]
 
     def lookup_acronym(self, acronym: str) -> int:
-        """The id with this acronym (exact, case-sensitive). KeyError when absent or when
-        several regions share it (the old Allen CSV repeats ``NoL``)."""
+        """Find the id with this acronym (exact, case-sensitive).
+
+        Parameters
+        ----------
+        acronym : str
+            Acronym, e.g. ``"CTX"``.
+
+        Returns
+        -------
+        int
+
+        Raises
+        ------
+        KeyError
+            When absent or when several regions share it (the old Allen CSV repeats ``NoL``).
+        """
         ids = self._by_acronym.get(acronym)
         if not ids:
             raise KeyError(f"acronym {acronym!r} is not in the ontology ({self.source})")
@@ -249,7 +526,20 @@ class Ontology:
         return ids[0]
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per region: id, acronym, name, parent_id (nullable Int64), depth, r, g, b."""
+        """Tabulate the ontology, one row per region in file order.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns id, acronym, name, parent_id (nullable Int64), depth, r, g, b.
+
+        Examples
+        --------
+        >>> onto = Ontology([Region(997, "root", "root", None), Region(8, "grey", "Grey matter", 997),
+        ...                  Region(688, "CTX", "Cerebral cortex", 8), Region(549, "TH", "Thalamus", 8)])
+        >>> onto.to_frame()[["id", "acronym", "depth"]].values.tolist()
+        [[997, 'root', 0], [8, 'grey', 1], [688, 'CTX', 2], [549, 'TH', 2]]
+        """
         regs = list(self._regions.values())
         return pd.DataFrame(
             {
@@ -266,16 +556,67 @@ class Ontology:
 
     # -- vectorised label helpers -----------------------------------------------------
     def contains(self, labels: np.ndarray) -> np.ndarray:
-        """Boolean array: which labels are region ids of this ontology."""
+        """Tell which labels are region ids of this ontology (vectorised).
+
+        Parameters
+        ----------
+        labels : array_like of int
+            Labels, any shape (e.g. a whole annotation volume).
+
+        Returns
+        -------
+        ndarray of bool
+            Shaped like ``labels``.
+
+        Raises
+        ------
+        TypeError
+            If ``labels`` is not an integer array.
+
+        Examples
+        --------
+        >>> onto = Ontology([Region(997, "root", "root", None), Region(8, "grey", "Grey matter", 997),
+        ...                  Region(688, "CTX", "Cerebral cortex", 8), Region(549, "TH", "Thalamus", 8)])
+        >>> onto.contains(np.array([0, 8, 688, 5])).tolist()
+        [False, True, True, False]
+        """
         if self._known is None:
             self._known = IdTable(self._regions, self._regions)
         return self._known.apply(np.asarray(labels))[1]
 
     def map_to_depth(self, labels: np.ndarray, depth: int, unknown: int | None = None) -> np.ndarray:
-        """Replace every label by its ancestor at ``depth`` (see :meth:`ancestor_at_depth`).
+        """Replace every label by its ancestor at ``depth`` (see :meth:`ancestor_at_depth`), vectorised.
 
-        Labels not in the ontology (e.g. background 0 of a BrainGlobe atlas) are kept
-        unchanged, or set to ``unknown`` when given. Returns int64, shaped like ``labels``.
+        Parameters
+        ----------
+        labels : array_like of int
+            Labels, any shape (e.g. a whole annotation volume).
+        depth : int
+            Depth to collapse to, >= 0.
+        unknown : int, optional
+            Value for labels not in the ontology (e.g. background 0 of a BrainGlobe
+            atlas); by default they are kept unchanged.
+
+        Returns
+        -------
+        ndarray of int64
+            Shaped like ``labels``.
+
+        Raises
+        ------
+        ValueError
+            If ``depth`` is negative.
+        TypeError
+            If ``labels`` is not an integer array.
+
+        Examples
+        --------
+        >>> onto = Ontology([Region(997, "root", "root", None), Region(8, "grey", "Grey matter", 997),
+        ...                  Region(688, "CTX", "Cerebral cortex", 8), Region(549, "TH", "Thalamus", 8)])
+        >>> onto.map_to_depth(np.array([0, 688, 549, 997]), depth=1).tolist()
+        [0, 8, 8, 997]
+        >>> onto.map_to_depth(np.array([0, 688]), depth=1, unknown=-1).tolist()
+        [-1, 8]
         """
         if depth < 0:
             raise ValueError(f"depth must be >= 0, got {depth}")
@@ -296,11 +637,28 @@ class Ontology:
     # -- readers ----------------------------------------------------------------------------
     @classmethod
     def from_allen_json(cls, path: str | Path) -> Ontology:
-        """Allen structure graph JSON: nested ``children``, under ``msg[0]`` (Allen API /
-        ClearMap), as a top-level list of root nodes, or as a bare root dict. A flat list
-        of nodes linked by ``parent_structure_id`` also works. Within a nested tree the
-        nesting defines the parent (ClearMap's file nests ``997`` under ``universe`` but
-        gives it ``parent_structure_id: null``). ``color_hex_triplet`` → rgb."""
+        """Read an Allen structure graph JSON file.
+
+        Nested ``children``, under ``msg[0]`` (Allen API / ClearMap), as a top-level list
+        of root nodes, or as a bare root dict. A flat list of nodes linked by
+        ``parent_structure_id`` also works. Within a nested tree the nesting defines the
+        parent (ClearMap's file nests ``997`` under ``universe`` but gives it
+        ``parent_structure_id: null``). ``color_hex_triplet`` → rgb.
+
+        Parameters
+        ----------
+        path : str or Path
+            JSON file.
+
+        Returns
+        -------
+        Ontology
+
+        Raises
+        ------
+        InputFileError
+            If the file is missing, not JSON, or not a structure graph.
+        """
         path = Path(path)
         data = _read_json(path)
         if isinstance(data, dict) and "msg" in data:
@@ -334,8 +692,22 @@ class Ontology:
 
     @classmethod
     def from_brainglobe(cls, path: str | Path) -> Ontology:
-        """BrainGlobe ``structures.json``: a list of {id, acronym, name,
-        structure_id_path (root ... id), rgb_triplet}."""
+        """Read a BrainGlobe ``structures.json``.
+
+        Parameters
+        ----------
+        path : str or Path
+            JSON list of {id, acronym, name, structure_id_path (root ... id), rgb_triplet}.
+
+        Returns
+        -------
+        Ontology
+
+        Raises
+        ------
+        InputFileError
+            If the file is missing, not JSON, or an entry is malformed.
+        """
         path = Path(path)
         data = _read_json(path)
         if not isinstance(data, list):
@@ -356,9 +728,23 @@ class Ontology:
 
     @classmethod
     def from_allen_csv(cls, path: str | Path) -> Ontology:
-        """Flat Allen table (ClearMap 1's ``ARA2_annotation_info_collapse.csv``):
-        columns id, name, acronym, red, green, blue, parent_id (empty for a root); other
-        columns are ignored."""
+        """Read a flat Allen table (ClearMap 1's ``ARA2_annotation_info_collapse.csv``).
+
+        Parameters
+        ----------
+        path : str or Path
+            CSV with columns id, name, acronym, red, green, blue, parent_id (empty for a
+            root); other columns are ignored.
+
+        Returns
+        -------
+        Ontology
+
+        Raises
+        ------
+        InputFileError
+            If the file is missing, unreadable, lacks a column or has a malformed row.
+        """
         path = Path(path)
         if not path.is_file():
             raise InputFileError(f"{path}: ontology file not found")
@@ -390,8 +776,25 @@ class Ontology:
 
     @classmethod
     def from_file(cls, path: str | Path) -> Ontology:
-        """Any of the three formats: ``.csv`` → Allen CSV; JSON whose entries carry
-        ``structure_id_path`` → BrainGlobe; other JSON → Allen structure graph."""
+        """Read an ontology in any of the three formats, chosen from the content.
+
+        ``.csv`` → :meth:`from_allen_csv`; JSON whose entries carry ``structure_id_path``
+        → :meth:`from_brainglobe`; other JSON → :meth:`from_allen_json`.
+
+        Parameters
+        ----------
+        path : str or Path
+            Ontology file.
+
+        Returns
+        -------
+        Ontology
+
+        Raises
+        ------
+        InputFileError
+            If the file is missing or malformed.
+        """
         path = Path(path)
         if path.suffix.lower() == ".csv":
             return cls.from_allen_csv(path)

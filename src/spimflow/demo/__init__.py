@@ -15,8 +15,10 @@ Deterministic from the seed; the atlas itself does not depend on the seed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -113,8 +115,32 @@ def _write_truth(folder: Path, atlas: DemoAtlas, truth: dict, geom: ResampleGrid
     return table
 
 
-def make_demo(out_dir: str | Path, preset: str = "small", seed: int = 0) -> dict[str, Any]:
-    """Write the demo atlas, sample and ground truth under ``out_dir``; return the manifest."""
+def scale_densities(atlas: DemoAtlas, factors: Mapping[str, float]) -> DemoAtlas:
+    """The atlas with the cell density of every leaf under each named region multiplied by
+    its factor (how the demo cohort gives one group a true effect)."""
+    by_acronym = {s.acronym: s for s in atlas.structures}
+    unknown = sorted(set(factors) - set(by_acronym))
+    if unknown:
+        raise ConfigError(
+            f"demo.density_factors: unknown region acronym(s) {', '.join(unknown)}; "
+            f"expected one of {', '.join(sorted(by_acronym))}"
+        )
+    dens = dict(atlas.leaf_density_per_mm3)
+    for acronym, factor in factors.items():
+        for leaf in atlas.leaves:
+            if by_acronym[acronym].id in leaf.path:
+                dens[leaf.id] *= float(factor)
+    return dataclasses.replace(atlas, leaf_density_per_mm3=dens)
+
+
+def make_demo(
+    out_dir: str | Path, preset: str = "small", seed: int = 0, density_factors: Mapping[str, float] | None = None
+) -> dict[str, Any]:
+    """Write the demo atlas, sample and ground truth under ``out_dir``; return the manifest.
+
+    ``density_factors`` (region acronym → factor) multiplies the true cell density of
+    those regions and all their descendants (the truth tables record the scaled densities).
+    """
     if preset not in PRESETS:
         raise ConfigError(f"demo.preset: {preset!r} is not one of {sorted(PRESETS)}")
     t0 = time.perf_counter()
@@ -124,6 +150,8 @@ def make_demo(out_dir: str | Path, preset: str = "small", seed: int = 0) -> dict
     p = PRESETS[preset]
     rng = np.random.default_rng([seed, 1])
     atlas = build_atlas()
+    if density_factors:
+        atlas = scale_densities(atlas, density_factors)
     geom = sample_geometry(atlas.annotation.shape, p)
     tf = make_transform(geom, atlas.annotation.shape, rng)
     cells = place_cells(geom, atlas, tf, p, rng)
@@ -165,6 +193,8 @@ def make_demo(out_dir: str | Path, preset: str = "small", seed: int = 0) -> dict
         "n_cells": int(len(table)),
         "seconds": round(time.perf_counter() - t0, 2),
     }
+    if density_factors:
+        manifest["density_factors"] = {k: float(v) for k, v in density_factors.items()}
     with atomic_path(out / "demo.json") as tmp:
         tmp.write_text(json.dumps(manifest, indent=2))
     return manifest

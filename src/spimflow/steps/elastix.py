@@ -36,8 +36,15 @@ RANDOM_SEED = 121212  # elastix samplers are random: fix the seed for reproducib
 
 
 def load_itk() -> float:
-    """Import itk-elastix (it loads lazily, ~10 s the first time); returns the seconds spent,
-    so timings of the registration itself are not polluted by it."""
+    """Import itk-elastix now (it loads lazily, ~10 s the first time).
+
+    Call it before timing a registration so the timing is not polluted by the import.
+
+    Returns
+    -------
+    float
+        Seconds spent loading.
+    """
     t0 = time.perf_counter()
     import itk
 
@@ -46,7 +53,20 @@ def load_itk() -> float:
 
 
 def to_itk(arr: np.ndarray, voxel_size_zyx: Sequence[float]):
-    """numpy (z, y, x) → itk float image with spacing (x, y, z) and origin 0."""
+    """Convert a numpy (z, y, x) array to an ITK float image with origin 0.
+
+    Parameters
+    ----------
+    arr : ndarray
+        Image (z, y, x); converted to float32.
+    voxel_size_zyx : sequence of float
+        Voxel size (z, y, x), µm; set as ITK spacing in (x, y, z) order.
+
+    Returns
+    -------
+    itk.Image
+        3-D float image.
+    """
     import itk
 
     img = itk.image_from_array(np.ascontiguousarray(arr, dtype=np.float32))
@@ -56,6 +76,18 @@ def to_itk(arr: np.ndarray, voxel_size_zyx: Sequence[float]):
 
 
 def from_itk(img) -> np.ndarray:
+    """Convert an ITK image to a numpy array (z, y, x); spacing and origin are dropped.
+
+    Parameters
+    ----------
+    img : itk.Image
+        3-D image.
+
+    Returns
+    -------
+    ndarray
+        Pixel values (z, y, x).
+    """
     import itk
 
     return np.asarray(itk.array_from_image(img))
@@ -71,11 +103,40 @@ def _as_strings(v) -> list[str]:
 
 
 def stage_map(kind: str, stage: ElastixStage, grid_spacing_um: float | None = None) -> dict[str, list[str]]:
-    """One elastix parameter map for ``kind`` ('affine' or 'bspline') from a config stage.
+    """Build one elastix parameter map for an affine or B-spline stage from its config.
 
     Based on ClearMap's align_affine/align_bspline files (multi-resolution, Mattes MI,
     adaptive stochastic gradient descent, random coordinate sampling), with the
     resolutions/iterations/samples/metric from config and ``stage.extra`` on top.
+
+    Parameters
+    ----------
+    kind : {'affine', 'bspline'}
+        Transform of the stage.
+    stage : ElastixStage
+        Config of the stage.
+    grid_spacing_um : float, optional
+        Final B-spline control point spacing, µm; required for 'bspline'.
+
+    Returns
+    -------
+    dict of str to list of str
+        Elastix parameter map (every value a list of strings, booleans lower-case).
+
+    Raises
+    ------
+    ValueError
+        If ``kind`` is unknown, or 'bspline' lacks ``grid_spacing_um``.
+
+    Examples
+    --------
+    >>> from spimflow.params.register import ElastixStage
+    >>> m = stage_map("affine", ElastixStage(resolutions=3, extra={"NumberOfHistogramBins": 64}))
+    >>> m["Transform"], m["NumberOfResolutions"], m["NumberOfHistogramBins"]
+    (['AffineTransform'], ['3'], ['64'])
+    >>> b = stage_map("bspline", ElastixStage(resolutions=3), grid_spacing_um=625.0)
+    >>> b["FinalGridSpacingInPhysicalUnits"], b["GridSpacingSchedule"]
+    (['625.0'], ['4.0', '2.0', '1.0'])
     """
     m: dict[str, list[str]] = {
         "Registration": ["MultiResolutionRegistration"],
@@ -130,8 +191,34 @@ def stage_map(kind: str, stage: ElastixStage, grid_spacing_um: float | None = No
 
 
 def parameter_maps(params: RegisterParams, base: str | Path = ".") -> list[dict[str, list[str]]]:
-    """The elastix parameter maps for the atlas registration, in order: the user's own
-    ``parameter_files`` when given (applied in order), else affine then B-spline."""
+    """Collect the elastix parameter maps of the atlas registration, in order.
+
+    The user's own ``parameter_files`` when given (applied in order), else the enabled
+    stages of affine then B-spline (:func:`stage_map`).
+
+    Parameters
+    ----------
+    params : RegisterParams
+        Registration config.
+    base : str or Path, optional
+        Folder that relative ``parameter_files`` paths are relative to.
+
+    Returns
+    -------
+    list of dict of str to list of str
+        Parameter maps, applied in order.
+
+    Raises
+    ------
+    ConfigError
+        If a parameter file is unreadable or names no ``Transform``, or no stage is enabled.
+
+    Examples
+    --------
+    >>> from spimflow.params.register import RegisterParams
+    >>> [m["Transform"] for m in parameter_maps(RegisterParams())]
+    [['AffineTransform'], ['BSplineTransform']]
+    """
     if params.parameter_files:
         maps = []
         for p in params.parameter_files:
@@ -170,8 +257,17 @@ def _parameter_object(maps: Sequence[ParameterMap]):
 
 @dataclass
 class Registration:
-    """Result of one elastix run: the transform maps (fixed → moving), the moving image
-    resampled onto the fixed grid, and the wall time."""
+    """Result of one elastix run.
+
+    Attributes
+    ----------
+    transform_maps : list of dict of str to list of str
+        Elastix transform parameter maps (fixed → moving physical points), in order.
+    warped_moving : ndarray of float32
+        The moving image resampled onto the fixed grid (z, y, x).
+    seconds : float
+        Wall time, s.
+    """
 
     transform_maps: list[dict[str, list[str]]]
     warped_moving: np.ndarray
@@ -189,8 +285,29 @@ def register(
 ) -> Registration:
     """Run elastix: find T with moving(T(x)) ≈ fixed(x), x in fixed physical space (µm).
 
-    Both images are (z, y, x) with origin 0 and spacing ``voxel_size`` (the moving image
-    may have its own ``moving_voxel_size``).
+    Both images are (z, y, x) with origin 0.
+
+    Parameters
+    ----------
+    fixed : ndarray
+        Fixed image (z, y, x).
+    moving : ndarray
+        Moving image (z, y, x).
+    voxel_size : sequence of float
+        Voxel size (z, y, x) of the fixed image (and of the moving one unless
+        ``moving_voxel_size`` is given), µm.
+    maps : sequence of mapping
+        Elastix parameter maps, applied in order (see :func:`parameter_maps`).
+    threads : int, optional
+        Threads elastix may use.
+    log_file : str or Path, optional
+        Where to copy elastix's log.
+    moving_voxel_size : sequence of float, optional
+        Voxel size (z, y, x) of the moving image, µm.
+
+    Returns
+    -------
+    Registration
     """
     import itk
 
@@ -229,8 +346,31 @@ def warp(
 ) -> np.ndarray:
     """Resample ``moving`` onto the fixed grid the transform maps describe (transformix).
 
-    ``labels=True``: nearest neighbour, exact for any integer ids (they are mapped to
-    consecutive small integers for elastix's float pipeline and back)."""
+    Parameters
+    ----------
+    moving : ndarray
+        Image (z, y, x) to warp.
+    moving_voxel_size : sequence of float
+        Its voxel size (z, y, x), µm.
+    transform_maps : sequence of mapping
+        Elastix transform parameter maps (e.g. ``Registration.transform_maps``).
+    labels : bool, optional
+        Nearest neighbour, exact for any integer ids (they are mapped to consecutive
+        small integers for elastix's float pipeline and back); outside the moving image
+        gives 0. Otherwise linear interpolation.
+    threads : int, optional
+        Threads transformix may use.
+
+    Returns
+    -------
+    ndarray
+        Warped image on the fixed grid (z, y, x): labels with ``moving``'s dtype, else float32.
+
+    Raises
+    ------
+    ValueError
+        If ``labels`` and there are more than 2**24 distinct labels.
+    """
     import itk
 
     maps = [{k: list(v) for k, v in m.items()} for m in transform_maps]
@@ -272,7 +412,24 @@ def transformix_points(
     moving: np.ndarray | None = None,
     moving_voxel_size: Sequence[float] = (1, 1, 1),
 ) -> np.ndarray:
-    """Transform physical (x, y, z) points with transformix itself (for checks; slow, text I/O)."""
+    """Transform physical points with transformix itself (for checks; slow, text I/O).
+
+    Parameters
+    ----------
+    points_xyz_um : (n, 3) array_like of float
+        Fixed physical points in elastix order (x, y, z), µm.
+    transform_maps : sequence of mapping
+        Elastix transform parameter maps.
+    moving : ndarray, optional
+        A moving image transformix needs; a 2 × 2 × 2 dummy by default.
+    moving_voxel_size : sequence of float, optional
+        Its voxel size (z, y, x), µm.
+
+    Returns
+    -------
+    (n, 3) ndarray of float
+        Moving physical points (x, y, z), µm.
+    """
     import itk
 
     pts = np.asarray(points_xyz_um, float)

@@ -24,7 +24,31 @@ log = logging.getLogger(__name__)
 
 
 def voxel_size_mismatch(configured: Sequence[float], found: Sequence[float] | None, rtol: float = 0.01) -> bool:
-    """True when a file header's (z, y, x) voxel size differs from the configured one by more than ``rtol``."""
+    """Tell whether a file header's voxel size differs from the configured one by more than ``rtol``.
+
+    Parameters
+    ----------
+    configured : sequence of float
+        Configured voxel size (z, y, x), µm.
+    found : sequence of float or None
+        Voxel size (z, y, x) from the file header, µm; None when the file has none.
+    rtol : float, optional
+        Relative tolerance per axis.
+
+    Returns
+    -------
+    bool
+        False when they agree or the file records no voxel size.
+
+    Examples
+    --------
+    >>> voxel_size_mismatch((4.0, 2.0, 2.0), (4.02, 2.0, 2.0))
+    False
+    >>> voxel_size_mismatch((4.0, 2.0, 2.0), (5.0, 2.0, 2.0))
+    True
+    >>> voxel_size_mismatch((4.0, 2.0, 2.0), None)
+    False
+    """
     if found is None:
         return False
     return not np.allclose(np.asarray(found, float), np.asarray(configured, float), rtol=rtol, atol=0)
@@ -53,13 +77,35 @@ def ingest_channel(
     source: dict | None = None,
     orientation: Any = None,
 ) -> Path:
-    """Copy ``reader`` (a :class:`~spimflow.io.readers.VolumeReader`) into an OME-Zarr at ``out_path``.
+    """Copy a source volume into an OME-Zarr image with a viewer pyramid, slab by slab.
 
-    ``voxel_size`` is (z, y, x) µm (the configured, authoritative value). ``source``
-    (the source config as JSON) and ``orientation`` are stored under
-    ``attrs["spimflow"]`` together with the reader's description, so the image says
-    where it came from. Returns ``out_path``. On any error nothing is left at
-    ``out_path`` (an older complete output there is kept).
+    ``source``, ``orientation`` and the reader's description are stored under
+    ``attrs["spimflow"]``, so the image says where it came from. On any error nothing is
+    left at ``out_path`` (an older complete output there is kept).
+
+    Parameters
+    ----------
+    reader : VolumeReader
+        Lazy reader of the source (see :mod:`spimflow.io.readers`).
+    out_path : str or Path
+        OME-Zarr folder to write.
+    voxel_size : sequence of float
+        Voxel size (z, y, x), µm (the configured, authoritative value).
+    chunks : sequence of int, optional
+        Zarr chunk shape (z, y, x), voxels; ``chunks[0]`` planes are read at a time.
+    n_levels : int, optional
+        Pyramid levels, including level 0.
+    name : str, optional
+        Image name (also used in log messages).
+    source : dict, optional
+        The source config as JSON; default the reader's format and path.
+    orientation : object, optional
+        The configured orientation, stored as given.
+
+    Returns
+    -------
+    Path
+        ``out_path``.
     """
     out_path = Path(out_path)
     shape = tuple(reader.shape)

@@ -27,7 +27,26 @@ log = logging.getLogger(__name__)
 
 
 def ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Normalised cross-correlation (Pearson r) of two images, optionally inside a mask."""
+    """Normalised cross-correlation (Pearson r) of two images, optionally inside a mask.
+
+    Parameters
+    ----------
+    a, b : ndarray
+        Images of the same shape.
+    mask : ndarray of bool, optional
+        Voxels to compare; default all.
+
+    Returns
+    -------
+    float
+        In [-1, 1]; 0 when an image is constant, NaN with fewer than 2 voxels.
+
+    Examples
+    --------
+    >>> a = np.array([1.0, 2.0, 3.0, 4.0])
+    >>> ncc(a, 2 * a + 1), ncc(a, -a), ncc(a, np.ones(4))
+    (1.0, -1.0, 0.0)
+    """
     a = np.asarray(a, np.float64)
     b = np.asarray(b, np.float64)
     if mask is not None:
@@ -43,7 +62,23 @@ def ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
 
 
 def overlap_ncc(fixed: np.ndarray, moving: np.ndarray) -> float:
-    """NCC of two images on the same voxel grid origin, over their common box (no registration)."""
+    """NCC of two images sharing the voxel grid origin, over their common box (no registration).
+
+    Parameters
+    ----------
+    fixed, moving : ndarray
+        Images (z, y, x), possibly of different shapes.
+
+    Returns
+    -------
+    float
+        See :func:`ncc`.
+
+    Examples
+    --------
+    >>> round(overlap_ncc(np.arange(6.0).reshape(1, 2, 3), np.arange(4.0).reshape(1, 2, 2)), 3)
+    0.99
+    """
     box = tuple(slice(0, min(s, t)) for s, t in zip(fixed.shape, moving.shape))
     return ncc(fixed[box], moving[box])
 
@@ -52,11 +87,45 @@ def overlap_ncc(fixed: np.ndarray, moving: np.ndarray) -> float:
 
 
 def describe(o: Orientation, atlas_code: str) -> str:
+    """Name an orientation in both config notations, for messages.
+
+    Parameters
+    ----------
+    o : Orientation
+        Sample → atlas orientation.
+    atlas_code : str
+        BrainGlobe origin code of the atlas.
+
+    Returns
+    -------
+    str
+        BrainGlobe code and ClearMap permutation.
+
+    Examples
+    --------
+    >>> print(describe(Orientation.from_codes("psr", "asr"), "asr"))
+    'psr' (ClearMap [1, 2, -3])
+    """
     return f"'{orientation_code(o, atlas_code)}' (ClearMap {list(o.to_clearmap())})"
 
 
 def relative_extent_difference(sample_extent: Sequence[float], atlas_extent: Sequence[float]) -> np.ndarray:
-    """|sample - atlas| / atlas per axis (extents in µm, atlas axes)."""
+    """Relative extent difference |sample - atlas| / atlas per axis.
+
+    Parameters
+    ----------
+    sample_extent, atlas_extent : sequence of float
+        Extents (z, y, x) along the atlas axes, µm.
+
+    Returns
+    -------
+    (3,) ndarray of float
+
+    Examples
+    --------
+    >>> relative_extent_difference([5000, 8000, 11000], [10000, 8000, 11400]).round(3).tolist()
+    [0.5, 0.0, 0.035]
+    """
     s, a = np.asarray(sample_extent, float), np.asarray(atlas_extent, float)
     return np.abs(s - a) / a
 
@@ -64,8 +133,28 @@ def relative_extent_difference(sample_extent: Sequence[float], atlas_extent: Seq
 def matching_permutations(
     sample_extent: Sequence[float], atlas_extent: Sequence[float], tolerance: float
 ) -> list[tuple[int, int, int]]:
-    """Axis permutations P (new axis i = current axis P[i]) that bring the sample's extents
-    within ``tolerance`` of the atlas's, best first (all six, ranked, if none fits)."""
+    """Find the axis permutations that bring the sample's extents within ``tolerance`` of the atlas's.
+
+    Parameters
+    ----------
+    sample_extent, atlas_extent : sequence of float
+        Extents (z, y, x) along the atlas axes, µm.
+    tolerance : float
+        Largest relative difference per axis (see :func:`relative_extent_difference`).
+
+    Returns
+    -------
+    list of tuple of int
+        Permutations P (new axis i = current axis P[i]), best first; all six, ranked, if
+        none fits.
+
+    Examples
+    --------
+    A sample whose z and y are swapped:
+
+    >>> matching_permutations([8000, 5000, 11000], [5000, 8000, 11400], tolerance=0.1)
+    [(1, 0, 2)]
+    """
     perms = list(itertools.permutations(range(3)))
     score = {p: relative_extent_difference([sample_extent[k] for k in p], atlas_extent) for p in perms}
     ranked = sorted(perms, key=lambda p: (score[p].max(), p != (0, 1, 2)))
@@ -75,6 +164,18 @@ def matching_permutations(
 
 @dataclass
 class Candidate:
+    """One candidate sample orientation and how well it fits the atlas.
+
+    Attributes
+    ----------
+    orientation : Orientation
+        Full sample → atlas orientation.
+    code : str
+        Its BrainGlobe code.
+    similarity : float
+        NCC after a coarse affine registration (higher is better; -1 when elastix failed).
+    """
+
     orientation: Orientation  # sample -> atlas, full
     code: str
     similarity: float
@@ -93,10 +194,37 @@ def coarse_ranking(
 ) -> list[Candidate]:
     """Rank candidate orientations by a cheap low-resolution affine registration.
 
-    ``sample`` is the resampled autofluorescence under ``current``; each candidate is
-    ``compose(R, current)`` for R in ``relatives``, obtained by re-orienting the sample
-    image (spacing permuted along, so anisotropic atlas voxels stay right). Scores are
-    the NCC of the warped atlas reference and the sample inside the warped brain mask.
+    Each candidate is ``compose(R, current)`` for R in ``relatives``, obtained by
+    re-orienting the sample image (spacing permuted along, so anisotropic atlas voxels
+    stay right). Scores are the NCC of the warped atlas reference and the sample inside
+    the warped brain mask.
+
+    Parameters
+    ----------
+    sample : ndarray
+        Resampled autofluorescence (z, y, x) under ``current``.
+    reference : ndarray
+        Atlas reference image (z, y, x).
+    annotation : ndarray
+        Atlas labels (z, y, x).
+    voxel_size : sequence of float
+        Atlas voxel size (z, y, x), µm.
+    current : Orientation
+        Configured sample → atlas orientation.
+    atlas_code : str
+        BrainGlobe origin code of the atlas.
+    relatives : sequence of Orientation
+        Re-orientations of the current result to try.
+    threads : int, optional
+        Threads elastix may use.
+    coarse_voxel_um : float, optional
+        Voxel size of the coarse images, µm; default ~40 voxels along the longest atlas
+        axis, at least 2 atlas voxels.
+
+    Returns
+    -------
+    list of Candidate
+        Best first (see :func:`prefer_configured_left_right` for ties).
     """
     vs = np.asarray(voxel_size, float)
     if coarse_voxel_um is None:  # ~40 voxels along the longest atlas axis, at least 2 atlas voxels
@@ -141,6 +269,23 @@ def coarse_ranking(
 
 
 def all_relative_orientations(perms: Iterable[tuple[int, int, int]] | None = None) -> list[Orientation]:
+    """List every orientation with the given axis permutations and any flips.
+
+    Parameters
+    ----------
+    perms : iterable of tuple of int, optional
+        Axis permutations; default all six.
+
+    Returns
+    -------
+    list of Orientation
+        8 per permutation (all flip combinations).
+
+    Examples
+    --------
+    >>> len(all_relative_orientations()), len(all_relative_orientations([(0, 1, 2)]))
+    (48, 8)
+    """
     perms = list(perms) if perms is not None else list(itertools.permutations(range(3)))
     return [Orientation(tuple(p), tuple(f)) for p in perms for f in itertools.product([False, True], repeat=3)]
 
@@ -148,9 +293,36 @@ def all_relative_orientations(perms: Iterable[tuple[int, int, int]] | None = Non
 def prefer_configured_left_right(
     cands: Sequence[Candidate], current: Orientation, atlas_code: str, tie: float = 0.05
 ) -> list[Candidate]:
-    """Image similarity cannot tell left from right in a near-symmetric brain: when two
-    candidates differ only by a left/right flip and score within ``tie``, rank first the
-    one that keeps the configured left/right direction."""
+    """Break left/right ties in favour of the configured left/right direction.
+
+    Image similarity cannot tell left from right in a near-symmetric brain: when two
+    neighbouring candidates differ only by a left/right flip and score within ``tie``,
+    the one that keeps the configured left/right direction is ranked first.
+
+    Parameters
+    ----------
+    cands : sequence of Candidate
+        Candidates, best first.
+    current : Orientation
+        Configured sample → atlas orientation.
+    atlas_code : str
+        BrainGlobe origin code of the atlas.
+    tie : float, optional
+        NCC difference below which two candidates count as tied.
+
+    Returns
+    -------
+    list of Candidate
+        Re-ranked candidates.
+
+    Examples
+    --------
+    >>> current = Orientation.from_codes("asr", "asr")
+    >>> flipped = Candidate(Orientation.from_codes("asl", "asr"), "asl", 0.62)
+    >>> configured = Candidate(current, "asr", 0.60)
+    >>> [c.code for c in prefer_configured_left_right([flipped, configured], current, "asr")]
+    ['asr', 'asl']
+    """
     out = list(cands)
     lr = next(i for i, ch in enumerate(atlas_code) if ch in "lr")
     for k in range(len(out) - 1):
@@ -202,6 +374,32 @@ def extent_guard_message(
     perms,
     ranking: Sequence[Candidate] | None,
 ) -> str:
+    """Explain a failed extent guard in the user's config terms, with the likely fix.
+
+    Parameters
+    ----------
+    sample_extent, atlas_extent : sequence of float
+        Extents (z, y, x) along the atlas axes, µm.
+    tolerance : float
+        ``steps.registration.extent_tolerance``.
+    current : Orientation
+        Configured sample → atlas orientation.
+    atlas_code : str
+        BrainGlobe origin code of the atlas.
+    keys : str
+        Config key(s) holding the orientation.
+    user_value : object
+        The value the user wrote.
+    perms : sequence of tuple of int
+        Axis permutations from :func:`matching_permutations`, best first.
+    ranking : sequence of Candidate or None
+        Coarse ranking of candidate orientations, if computed.
+
+    Returns
+    -------
+    str
+        Multi-line message.
+    """
     diff = relative_extent_difference(sample_extent, atlas_extent)
     fmt = lambda e: " × ".join(f"{v:.0f}" for v in e)  # noqa: E731
     lines = [
@@ -242,6 +440,34 @@ def similarity_guard_message(
     ranking: Sequence[Candidate],
     qc_note: str = "",
 ) -> str:
+    """Explain a failed similarity guard in the user's config terms, with the likely fix.
+
+    Parameters
+    ----------
+    score : float
+        NCC after registration, inside the brain.
+    before : float
+        NCC before registration.
+    threshold : float
+        ``steps.registration.min_similarity``.
+    current : Orientation
+        Configured sample → atlas orientation.
+    atlas_code : str
+        BrainGlobe origin code of the atlas.
+    keys : str
+        Config key(s) holding the orientation.
+    user_value : object
+        The value the user wrote.
+    ranking : sequence of Candidate
+        Coarse ranking of candidate orientations, best first.
+    qc_note : str, optional
+        Extra line (e.g. where the QC pictures are).
+
+    Returns
+    -------
+    str
+        Multi-line message.
+    """
     lines = [
         f"orientation guard: after registration the atlas and the sample do not match: NCC {score:.2f} inside the "
         "brain "
@@ -266,7 +492,21 @@ def similarity_guard_message(
 
 @dataclass
 class GuardContext:
-    """What the guard needs to explain itself in the user's own terms."""
+    """What the guard needs to explain itself in the user's own terms.
+
+    Attributes
+    ----------
+    current : Orientation
+        Configured sample → atlas orientation (autofluorescence).
+    atlas_code : str
+        BrainGlobe origin code of the atlas.
+    keys : str
+        Config keys holding the orientation, e.g. "channels.autofluorescence.orientation".
+    user_value : object
+        The value the user wrote ('ipl' or [1, -2, 3]).
+    threads : int
+        Threads elastix may use.
+    """
 
     current: Orientation  # configured sample -> atlas orientation (autofluorescence)
     atlas_code: str
@@ -283,9 +523,34 @@ def extent_guard(
     params: RegisterParams,
     ctx: GuardContext,
 ) -> dict:
-    """Before registration: the resampled sample's extent must match the atlas's along every
-    atlas axis within ``params.extent_tolerance``. Raises :class:`OrientationError` with the
-    best axis assignment and a coarse ranking of its flips; returns the measurements."""
+    """Check before registration that the sample's extent matches the atlas's along every axis.
+
+    Parameters
+    ----------
+    sample : ndarray
+        Resampled autofluorescence (z, y, x).
+    reference : ndarray
+        Atlas reference image (z, y, x).
+    annotation : ndarray
+        Atlas labels (z, y, x).
+    voxel_size : sequence of float
+        Atlas voxel size (z, y, x), µm.
+    params : RegisterParams
+        Registration config (``extent_tolerance``, ``suggest_orientation``).
+    ctx : GuardContext
+        What the guard needs to explain a failure.
+
+    Returns
+    -------
+    dict
+        Measurements: extents (µm), relative differences, tolerance, ``passed``.
+
+    Raises
+    ------
+    OrientationError
+        If an axis differs by more than ``params.extent_tolerance``; the message names
+        the best axis assignment and a coarse ranking of its flips.
+    """
     vs = np.asarray(voxel_size, float)
     s_ext, a_ext = np.array(sample.shape) * vs, np.array(reference.shape) * vs
     diff = relative_extent_difference(s_ext, a_ext)
@@ -332,9 +597,34 @@ def flip_check(
     params: RegisterParams,
     ctx: GuardContext,
 ) -> dict:
-    """Cheap pre-registration check of the configured orientation against its 7 flipped
-    variants (coarse affine). Raises when a variant that is not a pure left/right flip
-    beats the configured one by ``params.orientation_margin`` NCC."""
+    """Compare the configured orientation with its 7 flipped variants before registration (coarse affine).
+
+    Parameters
+    ----------
+    sample : ndarray
+        Resampled autofluorescence (z, y, x).
+    reference : ndarray
+        Atlas reference image (z, y, x).
+    annotation : ndarray
+        Atlas labels (z, y, x).
+    voxel_size : sequence of float
+        Atlas voxel size (z, y, x), µm.
+    params : RegisterParams
+        Registration config (``orientation_margin``).
+    ctx : GuardContext
+        What the guard needs to explain a failure.
+
+    Returns
+    -------
+    dict
+        The configured code and NCC, the ranking, the margin and ``passed``.
+
+    Raises
+    ------
+    OrientationError
+        If a variant that is not a pure left/right flip beats the configured one by more
+        than ``params.orientation_margin`` NCC.
+    """
     ranking = coarse_ranking(
         sample,
         reference,

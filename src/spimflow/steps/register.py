@@ -32,7 +32,15 @@ __all__ = ["AtlasRegistration", "GuardContext", "RegistrationRejected", "registe
 
 
 class RegistrationRejected(OrientationError):
-    """The similarity guard rejected a finished registration; ``registration`` holds it."""
+    """The similarity guard rejected a finished registration; ``registration`` holds it.
+
+    Parameters
+    ----------
+    message : str
+        Explanation, with the likely fix.
+    registration : AtlasRegistration
+        The rejected result, so the caller can show it.
+    """
 
     def __init__(self, message: str, registration: AtlasRegistration):
         super().__init__(message)
@@ -41,7 +49,25 @@ class RegistrationRejected(OrientationError):
 
 @dataclass
 class AtlasRegistration:
-    """Everything the register step produces (arrays on the resampled sample grid)."""
+    """Everything the register step produces (arrays (z, y, x) on the resampled sample grid).
+
+    Attributes
+    ----------
+    atlas_maps : list of dict of str to list of str
+        Elastix transform maps, sample (fixed) → atlas (moving) physical points.
+    correction_maps : list of dict of str to list of str or None
+        Affine maps of the signal → autofluorescence channel correction, if run.
+    annotation_in_sample : ndarray
+        Atlas labels warped onto the resampled sample grid.
+    reference_in_sample : ndarray of float32
+        Atlas reference image warped onto the resampled sample grid.
+    similarity_before, similarity_after : float
+        NCC of sample and atlas reference before registration and after it (inside the brain).
+    seconds : dict of str to float
+        Wall time per part, s.
+    guard : dict
+        Measurements of the orientation guard.
+    """
 
     atlas_maps: list[dict[str, list[str]]]
     correction_maps: list[dict[str, list[str]]] | None
@@ -64,12 +90,46 @@ def register_to_atlas(
     base: str | Path = ".",
     log_dir: str | Path | None = None,
 ) -> AtlasRegistration:
-    """Guard, register atlas reference → resampled autofluorescence, optional signal →
-    autofluorescence correction, warp annotation/reference into sample space, score.
+    """Register the atlas to the sample and warp the atlas into sample space.
 
-    Raises :class:`~spimflow.errors.OrientationError` when a guard fails (the similarity
-    guard only after the registration, as :class:`RegistrationRejected`, which carries the
-    rejected result so the caller can show it). ``log_dir``: where elastix writes its logs.
+    Steps: orientation guard, register atlas reference → resampled autofluorescence,
+    optional signal → autofluorescence correction, warp annotation/reference into sample
+    space, score the result.
+
+    Parameters
+    ----------
+    sample : ndarray
+        Resampled autofluorescence (z, y, x), atlas orientation and voxel size.
+    reference : ndarray
+        Atlas reference image (z, y, x).
+    annotation : ndarray
+        Atlas label image (z, y, x).
+    voxel_size : sequence of float
+        Atlas voxel size (z, y, x), µm (also the resampled sample's).
+    params : RegisterParams
+        Registration config.
+    ctx : GuardContext
+        What the orientation guard needs to explain a failure.
+    signal : ndarray, optional
+        Resampled signal channel; when given, a signal → autofluorescence affine
+        correction is computed.
+    base : str or Path, optional
+        Folder that relative ``parameter_files`` are relative to.
+    log_dir : str or Path, optional
+        Where elastix writes its logs.
+
+    Returns
+    -------
+    AtlasRegistration
+
+    Raises
+    ------
+    OrientationError
+        When the extent or flip guard fails before the registration.
+    RegistrationRejected
+        When the similarity guard fails after it; carries the rejected result.
+    ConfigError
+        If the parameter maps are invalid.
     """
     t_all = time.perf_counter()
     seconds: dict[str, float] = {"itk_load": load_itk()}

@@ -12,7 +12,12 @@ log = logging.getLogger(__name__)
 
 
 def run(smk: Any) -> None:
-    manifest = make_demo(Path(smk.params.out_dir), preset=str(smk.params.preset), seed=int(smk.params.seed))
+    manifest = make_demo(
+        Path(smk.params.out_dir),
+        preset=str(smk.params.preset),
+        seed=int(smk.params.seed),
+        density_factors=dict(smk.params.density_factors),
+    )
     log.info(
         "demo: %d cells, sample %s at %s µm, in %.1f s",
         manifest["n_cells"],

@@ -237,6 +237,7 @@ def tophat_ring(src, dst, ry, rx):
 
 @nb.njit(**_NJ)
 def to_float32(src, dst):
+    """dst[...] = float32(src), element by element (3-D, any real dtype)."""
     nz, ny, nx = src.shape
     for z in range(nz):
         for y in range(ny):

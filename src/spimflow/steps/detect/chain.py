@@ -47,7 +47,19 @@ MEASURED_COLUMNS = [c for c in CELL_COLUMNS if c not in ("z", "y", "x", "block")
 
 
 def empty_cells() -> pd.DataFrame:
-    """A cell table with no rows and the right columns and dtypes."""
+    """Make a cell table with no rows and the right columns and dtypes.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`CELL_COLUMNS`, zero rows.
+
+    Examples
+    --------
+    >>> cells = empty_cells()
+    >>> cells.shape, str(cells["size"].dtype)
+    ((0, 12), 'int64')
+    """
     return pd.DataFrame({c: pd.Series([], dtype=t) for c, t in CELL_COLUMNS.items()})
 
 
@@ -56,7 +68,21 @@ def empty_cells() -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class Radii:
-    """How far (voxels, per axis z, y, x) each step looks; sets the block overlap."""
+    """How far (voxels, per axis z, y, x) each step looks; sets the block overlap.
+
+    Attributes
+    ----------
+    background : tuple of int
+        Reach of the opening: 2 × rectangle half-size, 0 along z.
+    dog : tuple of int
+        Outer Gaussian half-width.
+    maxima : tuple of int
+        h-max / plateau window half-size (>= 1).
+    shape : tuple of int
+        Maximum cell radius: half-size of the watershed box.
+    box : tuple of int
+        Peak-intensity box half-size.
+    """
 
     background: tuple[int, int, int]  # reach of the opening (2 x rectangle half-size, 0 along z)
     dog: tuple[int, int, int]  # outer Gaussian half-width
@@ -66,10 +92,33 @@ class Radii:
 
     @property
     def filters(self) -> tuple[int, int, int]:
+        """Combined reach (voxels, z, y, x) of the filters: background + DoG."""
         return tuple(b + d for b, d in zip(self.background, self.dog))  # type: ignore[return-value]
 
 
 def detection_radii(voxel_size: Sequence[float], params: DetectParams) -> Radii:
+    """Convert the µm sizes of the detection parameters to reaches in voxels per axis.
+
+    Parameters
+    ----------
+    voxel_size : sequence of float
+        Voxel size (z, y, x), µm.
+    params : DetectParams
+        Detection parameters; switched-off steps reach 0.
+
+    Returns
+    -------
+    Radii
+
+    Examples
+    --------
+    >>> from spimflow.params.detect import DetectParams
+    >>> r = detection_radii((4.0, 2.0, 2.0), DetectParams())
+    >>> r.background, r.dog, r.maxima, r.shape, r.box
+    ((0, 14, 14), (5, 9, 9), (2, 4, 4), (3, 6, 6), (1, 2, 2))
+    >>> r.filters
+    (5, 23, 23)
+    """
     vs = tuple(float(v) for v in voxel_size)
     if params.background.enabled:
         ry, rx = background_radius(vs, params.background)
@@ -91,6 +140,24 @@ def object_margin(voxel_size: Sequence[float], params: DetectParams) -> tuple[in
     within max(window, box, shape radius + 1 + window) of p: the maxima test, the peak
     box, and the watershed ball with the neighbours of its voxels and the maxima tests
     of the roots inside it.
+
+    Parameters
+    ----------
+    voxel_size : sequence of float
+        Voxel size (z, y, x), µm.
+    params : DetectParams
+        Detection parameters.
+
+    Returns
+    -------
+    tuple of int
+        Margin (z, y, x), voxels.
+
+    Examples
+    --------
+    >>> from spimflow.params.detect import DetectParams
+    >>> object_margin((4.0, 2.0, 2.0), DetectParams())
+    (9, 16, 16)
     """
     r = detection_radii(voxel_size, params)
     out = []
@@ -101,9 +168,29 @@ def object_margin(voxel_size: Sequence[float], params: DetectParams) -> tuple[in
 
 
 def required_overlap(voxel_size: Sequence[float], params: DetectParams) -> tuple[int, int, int]:
-    """Smallest overlap (voxels per axis) for block results identical to a whole-volume run:
+    """Smallest block overlap for results identical to a whole-volume run.
+
     :func:`object_margin` plus the filters' reach (the filtered image is exact only
-    farther than that from an internal block edge)."""
+    farther than that from an internal block edge).
+
+    Parameters
+    ----------
+    voxel_size : sequence of float
+        Voxel size (z, y, x), µm.
+    params : DetectParams
+        Detection parameters.
+
+    Returns
+    -------
+    tuple of int
+        Overlap (z, y, x), voxels.
+
+    Examples
+    --------
+    >>> from spimflow.params.detect import DetectParams
+    >>> required_overlap((4.0, 2.0, 2.0), DetectParams())
+    (14, 39, 39)
+    """
     r = detection_radii(voxel_size, params)
     return tuple(m + f for m, f in zip(object_margin(voxel_size, params), r.filters))  # type: ignore[return-value]
 
@@ -113,11 +200,19 @@ def required_overlap(voxel_size: Sequence[float], params: DetectParams) -> tuple
 
 @dataclass
 class Filtered:
-    """The images of the chain on one block.
+    """The images of the chain on one block, all (z, y, x).
 
-    ``raw``: the input (uint16/float32 as given); ``bg``: after illumination and
-    background removal (float32, whole block); ``dog``: the image maxima and shapes
-    work on, computed only on the sub-box starting at block voxel ``origin``.
+    Attributes
+    ----------
+    raw : ndarray
+        The input (uint16/float32 as given).
+    bg : ndarray of float32
+        After illumination correction and background removal (whole block).
+    dog : ndarray of float32
+        The image maxima and shapes work on, computed only on the sub-box starting at
+        block voxel ``origin``.
+    origin : tuple of int
+        Block voxel (z, y, x) of ``dog[0, 0, 0]``.
     """
 
     raw: np.ndarray
@@ -133,11 +228,33 @@ def filter_chain(
     gain: np.ndarray | None = None,
     sub: tuple[slice, slice, slice] | None = None,
 ) -> Filtered:
-    """Illumination (``gain``: 1/field, broadcast over planes), background, DoG.
+    """Run the filters on one block: illumination, background removal, DoG.
 
     A switched-off step passes its input through, so ``bg`` is the illumination-
     corrected image without background removal and ``dog`` equals ``bg`` without DoG.
-    ``sub``: compute the DoG only on this sub-box of the block (default: all of it).
+
+    Parameters
+    ----------
+    raw : ndarray
+        Block voxels (z, y, x), any real dtype.
+    voxel_size : sequence of float
+        Voxel size (z, y, x), µm.
+    params : DetectParams
+        Detection parameters.
+    gain : ndarray, optional
+        Illumination gain (1 / field) for these voxels, broadcast over planes; required
+        when illumination correction is enabled.
+    sub : tuple of slice, optional
+        Compute the DoG only on this (z, y, x) sub-box of the block (default: all of it).
+
+    Returns
+    -------
+    Filtered
+
+    Raises
+    ------
+    ValueError
+        If illumination correction is enabled and ``gain`` is None.
     """
     if raw.dtype not in (np.uint16, np.float32):
         raw = raw.astype(np.float32)
@@ -156,6 +273,20 @@ def filter_chain(
 
 @dataclass
 class Maxima:
+    """Maxima found by :func:`find_maxima`, in voxel indices of the image searched.
+
+    Attributes
+    ----------
+    peaks : (n, 3) ndarray of int64
+        Peak voxel (z, y, x) of each kept maximum.
+    deltas : (n, 3) ndarray of float64
+        Centre minus peak (sub-voxel fit or region centroid), voxels.
+    rejected : (k, 3) ndarray of int64
+        Local maxima that were not kept (plateau duplicates, h-max) ...
+    targets : (k, 3) ndarray of int64
+        ... and the brighter (or equal, earlier) voxel that rejected each.
+    """
+
     peaks: np.ndarray  # (n, 3) int64 peak voxel of each maximum (indices of the image searched)
     deltas: np.ndarray  # (n, 3) float64 centre - peak (sub-voxel fit or region centroid)
     rejected: np.ndarray  # (k, 3) int64 local maxima that were not kept (plateau duplicates, h-max) ...
@@ -163,11 +294,24 @@ class Maxima:
 
 
 def find_maxima(f: np.ndarray, voxel_size: Sequence[float], params: DetectParams) -> Maxima:
-    """Regional maxima (h_max null) or h-maxima of ``f`` with value >= threshold; one per plateau/dome.
+    """Find regional maxima (h_max null) or h-maxima of ``f`` >= threshold; one per plateau/dome.
 
     Centre: with ``refine`` on, the peak voxel plus a 3-point Gaussian fit along each
     axis (plateaus of equal values keep their centroid); with it off, the centroid
     of the maximum's region (plateau or h-dome), as ClearMap does.
+
+    Parameters
+    ----------
+    f : ndarray of float32
+        Filtered image (z, y, x), C-contiguous.
+    voxel_size : sequence of float
+        Voxel size (z, y, x), µm.
+    params : DetectParams
+        Detection parameters (``maxima``, ``refine``).
+
+    Returns
+    -------
+    Maxima
     """
     r = detection_radii(voxel_size, params)
     if not f.size:
@@ -189,7 +333,27 @@ def find_maxima(f: np.ndarray, voxel_size: Sequence[float], params: DetectParams
 
 
 def owned_mask(centres: np.ndarray, core: Sequence[tuple[int, int]], volume_shape: Sequence[int]) -> np.ndarray:
-    """Centres (volume coordinates) whose nearest voxel lies in the core [start, stop) per axis."""
+    """Select the centres whose nearest voxel lies in the core [start, stop) per axis.
+
+    Parameters
+    ----------
+    centres : (n, 3) ndarray of float
+        Cell centres (z, y, x), volume voxel coordinates.
+    core : sequence of (int, int)
+        Core range [start, stop) per axis (z, y, x).
+    volume_shape : sequence of int
+        Volume shape (z, y, x); centres just outside the volume count for the edge voxel.
+
+    Returns
+    -------
+    (n,) ndarray of bool
+
+    Examples
+    --------
+    >>> centres = np.array([[9.4, 0.0, 0.0], [9.6, 0.0, 0.0]])
+    >>> owned_mask(centres, [(0, 10), (0, 10), (0, 10)], (20, 10, 10)).tolist()
+    [True, False]
+    """
     if not len(centres):
         return np.zeros(0, bool)
     vox = np.floor(centres + 0.5).astype(np.int64)
@@ -202,11 +366,28 @@ def owned_mask(centres: np.ndarray, core: Sequence[tuple[int, int]], volume_shap
 def measure_cells(
     flt: Filtered, maxima: Maxima, owned: np.ndarray, voxel_size: Sequence[float], params: DetectParams
 ) -> dict[str, np.ndarray]:
-    """Shape (watershed) and intensities of the maxima (found in ``flt.dog``) with index in ``owned``.
+    """Measure shape (watershed) and intensities of the maxima (found in ``flt.dog``) listed in ``owned``.
 
-    size: voxels in the watershed shape (0 when shape is off or the peak is not above
-    the shape threshold); intensity_*: max of raw / bg / dog in the peak box;
-    mean_*: mean over the shape (NaN when size is 0).
+    Parameters
+    ----------
+    flt : Filtered
+        The block's images.
+    maxima : Maxima
+        Maxima of ``flt.dog``.
+    owned : ndarray of int
+        Indices into ``maxima.peaks`` of the cells to measure.
+    voxel_size : sequence of float
+        Voxel size (z, y, x), µm.
+    params : DetectParams
+        Detection parameters (``shape``, ``measure``).
+
+    Returns
+    -------
+    dict of str to ndarray
+        One array per owned maximum for each key: ``size`` (voxels in the watershed
+        shape; 0 when shape is off or the peak is not above the shape threshold),
+        ``volume_um3`` (µm³), ``intensity_raw/bg/dog`` (max of raw / bg / dog in the peak
+        box) and ``mean_raw/bg/dog`` (mean over the shape; NaN when size is 0).
     """
     r = detection_radii(voxel_size, params)
     vz, vy, vx = (float(v) for v in voxel_size)
@@ -255,10 +436,34 @@ def detect_block(
 ) -> pd.DataFrame:
     """Detect the cells of one block (or a whole volume: default core = everything).
 
-    ``raw``: the block's voxels (any real dtype), (z, y, x); ``offset``: volume index of
-    ``raw[0, 0, 0]``; ``core``: volume ranges [start, stop) per axis of the cells to
-    return; ``gain``: illumination gain for these voxels (see IlluminationField.gain).
-    Returns a table with :data:`CELL_COLUMNS`, centres in volume voxel coordinates.
+    Parameters
+    ----------
+    raw : ndarray
+        The block's voxels (z, y, x), any real dtype.
+    voxel_size : sequence of float
+        Voxel size (z, y, x), µm.
+    params : DetectParams
+        Detection parameters.
+    offset : sequence of int, optional
+        Volume index (z, y, x) of ``raw[0, 0, 0]``.
+    core : sequence of (int, int), optional
+        Volume ranges [start, stop) per axis of the cells to return; default all of ``raw``.
+    volume_shape : sequence of int, optional
+        Shape of the whole volume; default ``offset + raw.shape``.
+    gain : ndarray, optional
+        Illumination gain for these voxels (see :meth:`IlluminationField.gain`).
+    block_id : int, optional
+        Written to the ``block`` column.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Cell table with :data:`CELL_COLUMNS`, centres in volume voxel coordinates (z, y, x).
+
+    Raises
+    ------
+    ValueError
+        If ``raw`` is not 3-D, or illumination is enabled without ``gain``.
     """
     raw = np.asarray(raw)
     if raw.ndim != 3:
@@ -302,7 +507,29 @@ def detect_cells(
     params: DetectParams | None = None,
     illumination: IlluminationField | None = None,
 ) -> pd.DataFrame:
-    """The whole chain on an in-memory volume as a single block (for notebooks and tests)."""
+    """Run the whole detection chain on an in-memory volume as a single block (for notebooks and tests).
+
+    Parameters
+    ----------
+    volume : ndarray
+        Signal image (z, y, x), any real dtype.
+    voxel_size : sequence of float
+        Voxel size (z, y, x), µm.
+    params : DetectParams, optional
+        Detection parameters; default ``DetectParams()``.
+    illumination : IlluminationField, optional
+        Flat-field; required when ``params.illumination.enabled``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Cell table with :data:`CELL_COLUMNS`, centres in voxel coordinates (z, y, x).
+
+    Raises
+    ------
+    ValueError
+        If illumination is enabled and ``illumination`` is None.
+    """
     params = params or DetectParams()
     gain = None
     if params.illumination.enabled:

@@ -12,7 +12,19 @@ from scipy.spatial import cKDTree
 
 @dataclass(frozen=True)
 class Match:
-    """One-to-one matching of detections to reference points within a radius."""
+    """One-to-one matching of detections to reference points within a radius.
+
+    Attributes
+    ----------
+    n_detected : int
+        Number of detected points.
+    n_reference : int
+        Number of reference points.
+    n_matched : int
+        Number of matched pairs.
+    pairs : (k, 2) ndarray of int
+        Indices (detected, reference) of the matched pairs, sorted.
+    """
 
     n_detected: int
     n_reference: int
@@ -21,17 +33,44 @@ class Match:
 
     @property
     def precision(self) -> float:
+        """Fraction of detections that are matched (1.0 with no detections)."""
         return self.n_matched / self.n_detected if self.n_detected else 1.0
 
     @property
     def recall(self) -> float:
+        """Fraction of reference points that are matched (1.0 with no reference points)."""
         return self.n_matched / self.n_reference if self.n_reference else 1.0
 
 
 def match_points(detected: np.ndarray, reference: np.ndarray, radius_um: float, voxel_size: Sequence[float]) -> Match:
-    """Optimal (Hungarian, minimum total distance) one-to-one matching of (z, y, x) voxel
-    points whose physical distance is at most ``radius_um``; each connected group of
-    candidate pairs is solved separately, so it scales to millions of points."""
+    """Match detected points to reference points one-to-one within a physical radius.
+
+    The matching is optimal (Hungarian, minimum total distance) among pairs at most
+    ``radius_um`` apart; each connected group of candidate pairs is solved separately,
+    so it scales to millions of points.
+
+    Parameters
+    ----------
+    detected, reference : (n, 3) array_like of float
+        Points (z, y, x), voxels.
+    radius_um : float
+        Largest distance of a matched pair, µm.
+    voxel_size : sequence of float
+        Voxel size (z, y, x), µm.
+
+    Returns
+    -------
+    Match
+
+    Examples
+    --------
+    >>> m = match_points([[10, 10, 10], [20, 20, 20], [50, 50, 50]], [[10, 10, 11], [21, 20, 20]],
+    ...                  radius_um=5.0, voxel_size=(2.0, 1.0, 1.0))
+    >>> m.n_matched, m.pairs.tolist()
+    (2, [[0, 0], [1, 1]])
+    >>> round(m.precision, 3), m.recall
+    (0.667, 1.0)
+    """
     det = np.asarray(detected, float).reshape(-1, 3) * np.asarray(voxel_size, float)
     ref = np.asarray(reference, float).reshape(-1, 3) * np.asarray(voxel_size, float)
     if not len(det) or not len(ref):

@@ -22,19 +22,80 @@ REMOVED_RGB = (60, 160, 255)
 
 
 def slab_halfwidth(voxel_size: Sequence[float], radius_um: float = 6.0) -> int:
-    """Planes on each side of a QC plane in its max projection (about half a cell radius)."""
+    """Number of planes on each side of a QC plane in its max projection (about half a cell radius).
+
+    Parameters
+    ----------
+    voxel_size : sequence of float
+        Voxel size (z, y, x), µm.
+    radius_um : float, optional
+        Typical cell radius, µm.
+
+    Returns
+    -------
+    int
+        Planes, >= 0.
+
+    Examples
+    --------
+    >>> slab_halfwidth((4.0, 2.0, 2.0), radius_um=6.0)
+    1
+    """
     return max(0, int(round(radius_um / 2 / voxel_size[0])))
 
 
 def circle_reach(voxel_size: Sequence[float], radius_um: float = 6.0) -> int:
-    """Planes from the QC plane (beyond the projected slab) at which a cell centre still shows."""
+    """Number of planes from the QC plane (beyond the projected slab) at which a cell centre still shows.
+
+    Parameters
+    ----------
+    voxel_size : sequence of float
+        Voxel size (z, y, x), µm.
+    radius_um : float, optional
+        Typical cell radius, µm.
+
+    Returns
+    -------
+    int
+        Planes, >= 1.
+
+    Examples
+    --------
+    >>> circle_reach((4.0, 2.0, 2.0), radius_um=6.0)
+    2
+    """
     return max(1, int(np.ceil(radius_um / voxel_size[0])))
 
 
 def qc_planes(cells: pd.DataFrame, nz: int, n: int = 4, halfwidth: int = 0) -> list[int]:
-    """Up to ``n`` distinct z planes: the ones with most cells within ``halfwidth``, spread over z.
+    """Choose up to ``n`` distinct z planes for QC: the ones with most cells within ``halfwidth``, spread over z.
 
-    With no cells, evenly spaced planes.
+    The z range is cut into ``n`` equal parts and the busiest plane of each is taken.
+
+    Parameters
+    ----------
+    cells : pandas.DataFrame
+        Cell table with a ``z`` column (voxels).
+    nz : int
+        Number of planes in the volume.
+    n : int, optional
+        Number of planes wanted.
+    halfwidth : int, optional
+        Cells within this many planes count for a plane.
+
+    Returns
+    -------
+    list of int
+        Sorted plane indices; evenly spaced planes when there are no cells.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> cells = pd.DataFrame({"z": [3.0, 3.0, 8.0, 12.0]})
+    >>> qc_planes(cells, nz=16, n=2)
+    [3, 8]
+    >>> qc_planes(cells.iloc[:0], nz=16, n=3)
+    [4, 8, 11]
     """
     if nz <= 0:
         return []
@@ -51,7 +112,25 @@ def qc_planes(cells: pd.DataFrame, nz: int, n: int = 4, halfwidth: int = 0) -> l
 
 
 def stretch(image: np.ndarray, low: float = 1.0, high: float = 99.8) -> np.ndarray:
-    """uint8 grey levels between two percentiles."""
+    """Contrast-stretch an image to uint8 grey levels between two percentiles.
+
+    Parameters
+    ----------
+    image : array_like
+        Image of any shape.
+    low, high : float, optional
+        Percentiles mapped to 0 and 255.
+
+    Returns
+    -------
+    ndarray of uint8
+        Same shape as ``image``.
+
+    Examples
+    --------
+    >>> stretch(np.array([[0.0, 50.0, 100.0]]), low=0, high=100).tolist()
+    [[0, 127, 255]]
+    """
     image = np.asarray(image, np.float64)
     lo, hi = np.percentile(image, [low, high]) if image.size else (0.0, 1.0)
     if hi <= lo:
@@ -68,12 +147,41 @@ def render_plane(
     voxel_size: Sequence[float],
     max_side: int = 900,
 ):
-    """RGB Pillow image of one plane (the max over its slab) with circles at the cells near it
-    (centre within ``halfwidth`` planes of ``z``).
+    """Draw one QC plane (the max over its slab) with circles at the cells near it.
 
     Pixels are square in µm (y and x scaled by their voxel sizes); the image is shrunk
     so its longer side is at most ``max_side`` pixels. Circle radius: the cell's
-    equivalent-sphere radius (from volume_um3), at least 4 pixels.
+    equivalent-sphere radius (from ``volume_um3``), at least 4 pixels.
+
+    Parameters
+    ----------
+    slab_max : ndarray
+        Max projection (y, x) of the slab around plane ``z``.
+    z : int
+        Plane index (written on the image).
+    kept, removed : pandas.DataFrame
+        Cells kept / removed by the threshold (columns ``z``, ``y``, ``x``, voxels, and
+        optionally ``volume_um3``); those with centre within ``halfwidth`` planes of ``z``
+        are drawn, kept in :data:`KEPT_RGB`, removed in :data:`REMOVED_RGB`.
+    halfwidth : int
+        Planes on each side of ``z``.
+    voxel_size : sequence of float
+        Voxel size (z, y, x), µm.
+    max_side : int, optional
+        Longest side of the image, pixels.
+
+    Returns
+    -------
+    PIL.Image.Image
+        RGB image.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> cells = pd.DataFrame({"z": [3.0], "y": [5.0], "x": [10.0]})
+    >>> img = render_plane(np.zeros((10, 20)), 3, cells, cells.iloc[:0], 1, (4.0, 2.0, 2.0))
+    >>> img.size, img.mode
+    ((40, 20), 'RGB')
     """
     from PIL import Image, ImageDraw
 
@@ -97,7 +205,28 @@ def render_plane(
 
 
 def montage(images: list, columns: int = 2, pad: int = 4):
-    """Images side by side, ``columns`` per row, on black."""
+    """Paste images side by side, ``columns`` per row, on black.
+
+    Parameters
+    ----------
+    images : list of PIL.Image.Image
+        Images; each cell of the grid is as large as the largest image.
+    columns : int, optional
+        Images per row.
+    pad : int, optional
+        Black margin between images, pixels.
+
+    Returns
+    -------
+    PIL.Image.Image
+        RGB image (a black 64 × 64 image when ``images`` is empty).
+
+    Examples
+    --------
+    >>> from PIL import Image
+    >>> montage([Image.new("RGB", (40, 20))] * 3, columns=2, pad=4).size
+    (92, 52)
+    """
     from PIL import Image
 
     if not images:
@@ -113,7 +242,27 @@ def montage(images: list, columns: int = 2, pad: int = 4):
 
 
 def sphere_radii_vox(cells: pd.DataFrame, voxel_size: Sequence[float]) -> np.ndarray:
-    """Per cell and axis, the equivalent-sphere radius (from volume_um3; at least half a voxel) in voxels."""
+    """Equivalent-sphere radius of each cell, in voxels per axis.
+
+    Parameters
+    ----------
+    cells : pandas.DataFrame
+        Cell table; ``volume_um3`` (µm³) gives the radius (0 when absent or NaN).
+    voxel_size : sequence of float
+        Voxel size (z, y, x), µm.
+
+    Returns
+    -------
+    (n, 3) ndarray of float
+        Radius (z, y, x), voxels; at least half the largest voxel size.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> cells = pd.DataFrame({"volume_um3": [4 / 3 * np.pi * 8.0]})  # radius 2 µm
+    >>> sphere_radii_vox(cells, (4.0, 2.0, 2.0)).tolist()
+    [[0.5, 1.0, 1.0]]
+    """
     vol = cells["volume_um3"].to_numpy(dtype=float) if "volume_um3" in cells else np.zeros(len(cells))
     r_um = np.cbrt(3 * np.nan_to_num(vol) / (4 * np.pi))
     r_um = np.maximum(r_um, 0.5 * max(voxel_size))
@@ -123,9 +272,37 @@ def sphere_radii_vox(cells: pd.DataFrame, voxel_size: Sequence[float]) -> np.nda
 def sphere_tiles(
     cells: pd.DataFrame, shape: Sequence[int], voxel_size: Sequence[float], tile: Sequence[int]
 ) -> Iterator[tuple[tuple[slice, slice, slice], np.ndarray]]:
-    """(region, uint32 labels) for every tile of the grid ``tile`` that a cell sphere touches.
+    """Paint one sphere per cell, tile by tile, for the tiles a cell sphere touches.
 
-    Label of cell i (row i of ``cells``) is i + 1; where spheres overlap, the later row wins.
+    Memory is bounded by a tile; tiles without cells are skipped.
+
+    Parameters
+    ----------
+    cells : pandas.DataFrame
+        Cell table with ``z``, ``y``, ``x`` (voxels) and ``volume_um3`` (see
+        :func:`sphere_radii_vox`).
+    shape : sequence of int
+        Volume shape (z, y, x), voxels.
+    voxel_size : sequence of float
+        Voxel size (z, y, x), µm.
+    tile : sequence of int
+        Tile size (z, y, x), voxels.
+
+    Yields
+    ------
+    region : tuple of slice
+        The tile's (z, y, x) slices of the volume.
+    labels : ndarray of uint32
+        Labels in the tile: cell i (row i of ``cells``) is i + 1, 0 elsewhere; where
+        spheres overlap, the later row wins.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> cells = pd.DataFrame({"z": [5.0], "y": [5.0], "x": [5.0], "volume_um3": [4 / 3 * np.pi * 8.0]})
+    >>> tiles = list(sphere_tiles(cells, shape=(10, 10, 10), voxel_size=(4.0, 2.0, 2.0), tile=(8, 8, 8)))
+    >>> [(region, int((labels == 1).sum())) for region, labels in tiles]
+    [((slice(0, 8, None), slice(0, 8, None), slice(0, 8, None)), 5)]
     """
     if not len(cells):
         return

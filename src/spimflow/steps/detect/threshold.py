@@ -12,10 +12,34 @@ from spimflow.steps.detect.chain import MEASURED_COLUMNS
 
 
 def threshold_cells(cells: pd.DataFrame, ranges: Mapping[str, tuple[float | None, float | None]]) -> pd.DataFrame:
-    """Rows with min <= column <= max for every (column, (min, max)); None = open end.
+    """Keep the cells with min <= column <= max for every (column, (min, max)).
 
-    NaN never passes a bound. Raises :class:`ConfigError` naming
-    ``steps.threshold.ranges.<column>`` when a column does not exist.
+    Parameters
+    ----------
+    cells : pandas.DataFrame
+        Cell table (see :data:`~spimflow.steps.detect.CELL_COLUMNS`).
+    ranges : mapping of str to (float or None, float or None)
+        Column → (min, max), in the column's units (e.g. ``volume_um3`` in µm³); None is
+        an open end. NaN never passes a bound.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The kept rows, with a fresh index.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``steps.threshold.ranges.<column>`` when a column does not exist.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> cells = pd.DataFrame({"z": [0.0, 1.0, 2.0], "size": [3, 8, 0], "volume_um3": [100.0, 250.0, np.nan]})
+    >>> threshold_cells(cells, {"volume_um3": (200.0, None)})["z"].tolist()
+    [1.0]
+    >>> threshold_cells(cells, {"volume_um3": (None, 300.0), "size": (2, None)})["z"].tolist()
+    [0.0, 1.0]
     """
     keep = np.ones(len(cells), bool)
     for col, (lo, hi) in ranges.items():
@@ -37,8 +61,33 @@ def check_threshold_config(
     shape_enabled: bool = True,
     key: str = "steps.threshold.ranges",
 ) -> list[str]:
-    """Problems with threshold ranges, found before any job runs (unknown column; a shape
-    measure while steps.detect.shape is off, which makes it 0 / NaN for every cell)."""
+    """Find problems with threshold ranges before any job runs.
+
+    Reports unknown columns, and shape measures while ``steps.detect.shape`` is off
+    (they would be 0 / NaN for every cell).
+
+    Parameters
+    ----------
+    ranges : mapping of str to (float or None, float or None)
+        Column → (min, max), as for :func:`threshold_cells`.
+    shape_enabled : bool, optional
+        Whether ``steps.detect.shape.enabled`` is true.
+    key : str, optional
+        Config key used in the messages.
+
+    Returns
+    -------
+    list of str
+        One message per problem; empty when all is well.
+
+    Examples
+    --------
+    >>> check_threshold_config({"volume_um3": (200.0, None)})
+    []
+    >>> problems = check_threshold_config({"volume_um3": (200.0, None)}, shape_enabled=False)
+    >>> print(problems[0])  # doctest: +ELLIPSIS
+    steps.threshold.ranges.volume_um3: needs the cell shape, but steps.detect.shape.enabled is false ...
+    """
     problems = []
     for col in ranges:
         if col not in MEASURED_COLUMNS:
