@@ -20,6 +20,7 @@ include: "workflow/rules/resample.smk"
 include: "workflow/rules/register.smk"
 include: "workflow/rules/detect.smk"
 include: "workflow/rules/cells.smk"
+include: "workflow/rules/annotate.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/cohort.smk"
 

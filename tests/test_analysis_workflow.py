@@ -37,15 +37,15 @@ def test_leaf_counts_follow_the_truth(demo_workflow):
 def test_collapsed_tables_keep_every_cell(demo_workflow):
     work, _ = demo_workflow
     counts = pd.read_csv(work / "results/demo/regions/counts.csv")
+    roots = counts["in_ontology"] & counts["parent_id"].isna()
+    every_cell = counts.loc[roots, "total"].sum() + counts.loc[~counts["in_ontology"], "total"].sum()
     for depth in (1, 2):
-        path = work / f"results/demo/regions/counts_depth{depth}.csv"
-        if not path.exists():
-            pytest.skip("the demo config collapses to no depth")
-        collapsed = pd.read_csv(path)
-        assert (
-            collapsed["total"].sum()
-            == counts["total"][counts["parent_id"].isna()].sum() + counts["total"][~counts["in_ontology"]].sum()
-        )
+        collapsed = pd.read_csv(work / f"results/demo/regions/counts_depth{depth}.csv")
+        assert collapsed["total"].sum() == every_cell
+        # a region at that depth pools its whole subtree: its total as in the full table
+        at_depth = collapsed[collapsed["depth"] == depth].set_index("region_id")["total"]
+        full = counts.set_index("region_id").loc[at_depth.index, "total"]
+        assert len(at_depth) and (at_depth == full).all()
 
 
 def test_density_map_is_the_voxelized_cells(demo_workflow):
@@ -57,7 +57,8 @@ def test_density_map_is_the_voxelized_cells(demo_workflow):
     assert density.shape == atlas.shape and density.dtype == np.float32
     ms = group.attrs["ome"]["multiscales"][0]
     assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == list(atlas.voxel_size)
-    assert group.attrs["atlas_orientation"] == atlas.orientation
+    assert group.attrs["spimflow"]["atlas_orientation"] == atlas.orientation
+    assert group.attrs["spimflow"]["space"] == "atlas"
     expected = voxelize(cells[["az", "ay", "ax"]].to_numpy(), atlas.shape, atlas.voxel_size, "sphere", 375.0)
     np.testing.assert_array_equal(density, expected)
     # one cell alone in the grid counts in every voxel of its sphere: the map's sum is

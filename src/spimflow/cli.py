@@ -7,12 +7,16 @@ import json
 import sys
 from pathlib import Path
 
+import pandas as pd
+
+from spimflow.annotate import read_points
 from spimflow.checks import validate_config_file
 from spimflow.cohort import cohort_json_schema
 from spimflow.config import json_schema
 from spimflow.config_docs import config_reference_markdown
 from spimflow.demo import make_demo
-from spimflow.errors import SpimflowError
+from spimflow.errors import ConfigError, InputFileError, SpimflowError
+from spimflow.steps.detect.evaluate import evaluate_against_markers, parse_box
 
 SCHEMA_PATHS = {"sample": Path("schemas/config.schema.json"), "cohort": Path("schemas/cohort.schema.json")}
 
@@ -64,6 +68,55 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def counted_cells_path(cfg) -> Path:
+    """The cells a run counts: the curated ones when steps.annotate.use_curated, else the thresholded."""
+    name = "cells_curated.parquet" if cfg.steps.annotate.use_curated else "cells.parquet"
+    return Path(cfg.sample_dir()) / "cells" / name
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    run = validate_config_file(args.config, args.base)
+    if len(run.samples) != 1:
+        raise ConfigError(f"{args.config}: evaluate takes one brain's sample config, not a cohort")
+    cfg = next(iter(run.samples.values()))
+    cells_path = Path(args.cells) if args.cells else Path(args.base) / counted_cells_path(cfg)
+    if not cells_path.is_file():
+        raise InputFileError(f"{cells_path}: cell table not found; run the workflow first (or pass --cells)")
+    cells = pd.read_parquet(cells_path) if cells_path.suffix == ".parquet" else pd.read_csv(cells_path)
+    markers = read_points(args.markers)
+    if args.type and "type" in markers.columns:
+        markers = markers[markers["type"].astype(str) == args.type]
+    if not len(markers):
+        raise InputFileError(f"{args.markers}: no markers" + (f" of type {args.type!r}" if args.type else ""))
+    try:
+        box = parse_box(args.box) if args.box else None
+    except ValueError as exc:
+        raise ConfigError(f"--box: {exc}") from None
+    result = evaluate_against_markers(
+        cells[["z", "y", "x"]].to_numpy(),
+        markers[["z", "y", "x"]].to_numpy(),
+        cfg.channels.signal.voxel_size,
+        args.radius_um,
+        box,
+    )
+    if args.json:
+        print(
+            json.dumps(
+                {**result, "cells": str(cells_path), "markers_file": str(args.markers), "radius_um": args.radius_um},
+                indent=2,
+            )
+        )
+        return 0
+    (z0, z1), (y0, y1), (x0, x1) = result["box"]
+    print(
+        f"cells {cells_path} vs markers {args.markers} inside z {z0:g}:{z1:g}, y {y0:g}:{y1:g}, "
+        f"x {x0:g}:{x1:g} (matched one-to-one within {args.radius_um:g} µm)"
+    )
+    print(f"detected {result['detected']}, markers {result['markers']}, matched {result['matched']}")
+    print(f"precision {result['precision']:.3f}  recall {result['recall']:.3f}  F1 {result['f1']:.3f}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     info = make_demo(Path(args.out), preset=args.preset, seed=args.seed)
     print(json.dumps(info, indent=2, default=str))
@@ -89,6 +142,19 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("config")
     v.add_argument("--base", default=".", help="folder relative paths are taken from (the run's working directory)")
     v.set_defaults(func=cmd_validate)
+
+    e = sub.add_parser("evaluate", help="precision, recall and F1 of a run's cells against hand-clicked markers")
+    e.add_argument("config", help="the brain's sample config")
+    e.add_argument(
+        "--markers", required=True, help="markers: .cdb project, Cell Counter .xml, .csv or .parquet (z, y, x)"
+    )
+    e.add_argument("--box", help="z0:z1,y0:y1,x0:x1 (voxels): the annotated region; default: the markers' extent")
+    e.add_argument("--radius-um", type=float, default=10.0, help="largest distance of a matched pair (µm)")
+    e.add_argument("--type", default=None, help="only markers of this type (e.g. cell)")
+    e.add_argument("--cells", default=None, help="cell table to evaluate (default: the run's counted cells)")
+    e.add_argument("--base", default=".", help="folder the config's relative paths are taken from")
+    e.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    e.set_defaults(func=cmd_evaluate)
 
     d = sub.add_parser("demo", help="write the synthetic demo atlas, sample and ground truth")
     d.add_argument("--out", default="resources/demo")

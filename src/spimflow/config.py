@@ -17,6 +17,7 @@ from spimflow.errors import ConfigError
 from spimflow.orientation import check_clearmap_permutation, check_origin_code
 from spimflow.params import StrictModel
 from spimflow.params.analysis import RegionsParams, VoxelizeParams
+from spimflow.params.annotate import AnnotateParams
 from spimflow.params.detect import DetectParams, ThresholdParams
 from spimflow.params.register import RegisterParams
 from spimflow.params.resample import ResampleParams
@@ -261,6 +262,7 @@ class Steps(StrictModel):
     registration: RegisterParams = Field(default_factory=RegisterParams)
     detect: DetectParams = Field(default_factory=DetectParams)
     threshold: ThresholdParams = Field(default_factory=ThresholdParams)
+    annotate: AnnotateParams = Field(default_factory=AnnotateParams)
     voxelize: VoxelizeParams = Field(default_factory=VoxelizeParams)
     regions: RegionsParams = Field(default_factory=RegionsParams)
 

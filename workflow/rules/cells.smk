@@ -51,7 +51,7 @@ rule qc_cells:
 
 rule cells_atlas:
     input:
-        cells=rules.threshold_cells.output.parquet,
+        cells=counted_cells,
         registration=rules.register.output.summary,
         atlas=atlas_inputs,
     output:

@@ -170,3 +170,36 @@ def cohort_atlas_inputs(wildcards):
 def cohort_atlas():
     """The cohort's atlas config (the same in every sample, checked)."""
     return next(iter(SAMPLES.values())).atlas.model_dump(mode="json")
+
+
+def annotation_export_inputs(wildcards):
+    """All detections, the thresholded ones, the signal (for plane count and files) and,
+    for region acronyms in the marker text, the registration."""
+    return {
+        "cells_raw": rules.detect_gather.output.cells,
+        "cells": rules.threshold_cells.output.parquet,
+        "signal": raw_channel("signal"),
+        "registration": rules.register.output.summary,
+        "atlas": atlas_inputs(wildcards),
+    }
+
+
+def annotation_import_inputs(wildcards):
+    """The project, the detections it was exported from and what measuring new cells needs."""
+    inputs = {
+        "cdb": rules.annotation_export.output.cdb,
+        "cells_raw": rules.detect_gather.output.cells,
+        "cells": rules.threshold_cells.output.parquet,
+        "signal": raw_channel("signal"),
+    }
+    if cfg(wildcards).steps.detect.illumination.enabled:
+        inputs["illumination"] = rules.detect_illumination.output.field
+    return inputs
+
+
+def counted_cells(wildcards):
+    """The cells that are counted: the curated ones when steps.annotate.use_curated, else
+    the thresholded ones."""
+    if cfg(wildcards).steps.annotate.use_curated:
+        return rules.annotation_import.output.parquet
+    return rules.threshold_cells.output.parquet
