@@ -7,6 +7,21 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    """napari draws with OpenGL, which Qt's offscreen platform cannot give it: when
+    pytest-xvfb has started a virtual X display (Xvfb installed), Qt uses it (xcb);
+    without one, viewer tests skip (see ``needs_display``)."""
+    if os.environ.get("DISPLAY"):
+        os.environ["QT_QPA_PLATFORM"] = "xcb"
+
+
+def has_display() -> bool:
+    """A (virtual) X display for napari's OpenGL canvas."""
+    return bool(os.environ.get("DISPLAY"))
+
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
@@ -18,9 +33,13 @@ SLOW_FIXTURES = {"demo_dir", "demo_atlas_dir", "demo_run", "demo_workflow", "coh
 def pytest_collection_modifyitems(config, items):
     """Mark every test that needs a slow shared fixture as ``slow`` (``pytest -m "not slow"``
     is the fast day-to-day loop; CI runs everything)."""
+    no_display = pytest.mark.skip(reason="napari needs an X display for OpenGL: install Xvfb (apt-get install xvfb)")
     for item in items:
-        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if SLOW_FIXTURES & fixtures:
             item.add_marker(pytest.mark.slow)
+        if "make_napari_viewer" in fixtures and not has_display():
+            item.add_marker(no_display)
 
 
 @pytest.fixture(scope="session")

@@ -117,6 +117,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_view(args: argparse.Namespace) -> int:
+    # napari is imported here only: the rest of spimflow runs on display-less cluster nodes
+    from spimflow.napari._viewer import view
+
+    return view(args.path, args.space, args.screenshot)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     info = make_demo(Path(args.out), preset=args.preset, seed=args.seed)
     print(json.dumps(info, indent=2, default=str))
@@ -155,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--base", default=".", help="folder the config's relative paths are taken from")
     e.add_argument("--json", action="store_true", help="print the numbers as JSON")
     e.set_defaults(func=cmd_evaluate)
+
+    w = sub.add_parser("view", help="open a results folder (or file) in napari, aligned in raw sample space")
+    w.add_argument("path", help="results/<sample>, results/cohorts/<cohort>, or one file in them")
+    w.add_argument("--space", choices=["raw", "atlas"], default="raw", help="raw sample space, or atlas-space maps")
+    w.add_argument("--screenshot", default=None, help="save a PNG of the viewer and exit (no window)")
+    w.set_defaults(func=cmd_view)
 
     d = sub.add_parser("demo", help="write the synthetic demo atlas, sample and ground truth")
     d.add_argument("--out", default="resources/demo")

@@ -38,3 +38,26 @@ rule register:
 
 
 TARGETS += per_sample(rules.register.output.summary)
+
+
+rule atlas_overlay:
+    input:
+        signal=raw_channel("signal"),
+        registration=rules.register.output.summary,
+        atlas=atlas_inputs,
+    output:
+        zarr=directory(f"{SD}/registration/annotation_in_raw.ome.zarr"),
+    log:
+        log_path("atlas_overlay"),
+    benchmark:
+        bench_path("atlas_overlay")
+    resources:
+        mem_mb=2000,
+    params:
+        task="atlas_overlay",
+        atlas=lambda w: cfg(w).atlas.model_dump(mode="json"),
+    script:
+        TASK_SCRIPT
+
+
+TARGETS += per_sample(rules.atlas_overlay.output.zarr)

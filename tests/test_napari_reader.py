@@ -1,0 +1,119 @@
+"""The napari plugin on the demo results (headless): the manifest validates, napari finds the
+plugin, a results folder opens as aligned layers in raw space, the atlas labels lie on the
+true cells' regions, single files give the same layers, and a screenshot for the docs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("napari")
+
+from spimflow.demo import true_sample_to_atlas  # noqa: E402
+from spimflow.napari._reader import get_reader  # noqa: E402
+from spimflow.napari._viewer import add_layers, layers_for  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SCREENSHOT = REPO / "docs" / "images" / "napari_demo.png"
+
+
+def test_manifest_validates():
+    res = subprocess.run([sys.executable, "-m", "npe2", "validate", "spimflow"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_napari_discovers_the_plugin():
+    from npe2 import PluginManager
+
+    pm = PluginManager.instance()
+    pm.discover()
+    assert "spimflow" in {m.name for m in pm.iter_manifests()}
+    widgets = [w.display_name for w in pm.get_manifest("spimflow").contributions.widgets]
+    assert widgets == ["Curate cells", "Tune detection"]
+
+
+@pytest.mark.slow
+def test_results_folder_opens_as_aligned_layers(demo_workflow, make_napari_viewer):
+    work, _ = demo_workflow
+    results = work / "results" / "demo"
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(results), plugin="spimflow")
+    names = [layer.name for layer in layers]
+    assert names == ["autofluorescence", "signal", "atlas regions", "detected shapes", "cells", "rejected cells"]
+    signal = viewer.layers["signal"]
+    assert signal.multiscale and tuple(signal.scale) == (10.0, 5.0, 5.0)
+    lo, hi = signal.contrast_limits
+    assert 0 < lo < hi < 65535  # from percentiles, not the dtype range
+    cells = viewer.layers["cells"]
+    n_cells = len(pd.read_parquet(results / "cells" / "cells.parquet"))
+    assert len(cells.data) == n_cells and "region_acronym" in cells.features.columns
+    assert viewer.layers["atlas regions"].data.dtype == np.uint32
+
+
+@pytest.mark.slow
+def test_atlas_labels_lie_on_the_true_cells_regions(demo_workflow, make_napari_viewer):
+    """The label under each true cell position (looked up through napari's own
+    world → data transform) is the truth's region for >= 95 % of cells."""
+    work, _ = demo_workflow
+    viewer = make_napari_viewer()
+    add_layers(viewer, layers_for(work / "results" / "demo"))
+    labels = viewer.layers["atlas regions"]
+    truth = pd.read_csv(work / "resources/demo/truth/cells.csv")
+    world = truth[["z", "y", "x"]].to_numpy() * np.array([10.0, 5.0, 5.0])  # raw voxels → µm
+    data = np.array([labels.world_to_data(p) for p in world])
+    idx = np.floor(data + 0.5).astype(int)
+    inside = np.all((idx >= 0) & (idx < labels.data.shape), axis=1)
+    found = np.zeros(len(truth), np.int64)
+    found[inside] = labels.data[tuple(idx[inside].T)]
+    agree = float(np.mean(found == truth["region_id"].to_numpy()))
+    print(f"label under the true cell = true region for {agree:.3f} of {len(truth)} cells")
+    assert agree >= 0.95
+    # the same through the exact point transform, as a cross-check of the affine
+    from spimflow.demo import load_truth
+
+    atlas_vox = true_sample_to_atlas(truth[["z", "y", "x"]].to_numpy(), load_truth(work / "resources/demo"))
+    assert atlas_vox.shape == (len(truth), 3)
+
+
+@pytest.mark.slow
+def test_single_files_give_the_same_layers(demo_workflow):
+    work, _ = demo_workflow
+    results = work / "results" / "demo"
+    folder = {d[1]["name"]: d for d in get_reader(str(results))(str(results))}
+    (annotation,) = get_reader(str(results / "registration/annotation_in_raw.ome.zarr"))(
+        str(results / "registration/annotation_in_raw.ome.zarr")
+    )
+    assert annotation[1]["scale"] == folder["atlas regions"][1]["scale"]
+    assert annotation[1]["translate"] == folder["atlas regions"][1]["translate"]
+    np.testing.assert_array_equal(annotation[0], folder["atlas regions"][0])
+    (cells,) = get_reader(str(results / "cells/cells_atlas.parquet"))(str(results / "cells/cells_atlas.parquet"))
+    np.testing.assert_array_equal(cells[0], folder["cells"][0])
+    np.testing.assert_array_equal(cells[1]["face_color"], folder["cells"][1]["face_color"])
+    assert cells[1]["scale"] == folder["cells"][1]["scale"]
+    (csv_cells,) = get_reader(str(results / "cells/cells_atlas.csv"))(str(results / "cells/cells_atlas.csv"))
+    np.testing.assert_allclose(csv_cells[0], folder["cells"][0])
+    (signal,) = get_reader(str(results / "raw/signal.ome.zarr"))(str(results / "raw/signal.ome.zarr"))
+    assert signal[1]["scale"] == folder["signal"][1]["scale"]
+    maps = layers_for(results, "atlas")
+    assert {d[1]["name"] for d in maps} >= {"density", "density_left", "density_right", "density_cortex"}
+    assert maps[0][1]["scale"] == (25.0, 25.0, 25.0)
+
+
+@pytest.mark.slow
+def test_screenshot_of_the_demo_for_the_docs(demo_workflow, make_napari_viewer):
+    work, _ = demo_workflow
+    viewer = make_napari_viewer()
+    add_layers(viewer, layers_for(work / "results" / "demo"))
+    viewer.window.resize(1500, 950)
+    viewer.dims.set_point(0, 60 * 10.0)  # plane 60 of the signal, in µm
+    viewer.layers.selection.active = viewer.layers["cells"]
+    viewer.reset_view()
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    shot = viewer.screenshot(str(SCREENSHOT), canvas_only=False, flash=False)
+    assert shot.ndim == 3 and shot.shape[0] > 200 and shot.shape[1] > 200
+    assert shot[..., :3].std() > 5  # not a blank picture
