@@ -26,8 +26,17 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
-# Tests that use these fixtures run the demo generator, elastix or whole Snakemake pipelines: slow.
-SLOW_FIXTURES = {"demo_dir", "demo_atlas_dir", "demo_run", "demo_workflow", "cohort_workflow", "small_registration"}
+# Tests that use these fixtures run the demo generator, elastix, whole Snakemake pipelines
+# or a napari viewer (Qt + OpenGL start-up per test): slow.
+SLOW_FIXTURES = {
+    "demo_dir",
+    "demo_atlas_dir",
+    "demo_run",
+    "demo_workflow",
+    "cohort_workflow",
+    "small_registration",
+    "make_napari_viewer",
+}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -34,7 +34,7 @@ def test_napari_discovers_the_plugin():
     pm.discover()
     assert "spimflow" in {m.name for m in pm.iter_manifests()}
     widgets = [w.display_name for w in pm.get_manifest("spimflow").contributions.widgets]
-    assert widgets == ["Curate cells", "Tune detection"]
+    assert widgets == ["Curate cells", "Tune detection", "Project annotations"]
 
 
 @pytest.mark.slow
@@ -117,3 +117,26 @@ def test_screenshot_of_the_demo_for_the_docs(demo_workflow, make_napari_viewer):
     shot = viewer.screenshot(str(SCREENSHOT), canvas_only=False, flash=False)
     assert shot.ndim == 3 and shot.shape[0] > 200 and shot.shape[1] > 200
     assert shot[..., :3].std() > 5  # not a blank picture
+
+
+def test_annotations_widget_lists_them_and_goes_to_the_plane(tmp_path, make_napari_viewer):
+    from spimflow.annotate import Project
+    from spimflow.napari._annotations import AnnotationsWidget
+
+    path = tmp_path / "p.cdb"
+    with Project.create(path) as project:
+        project.add_volume_planes(tmp_path / "signal.ome.zarr", 10, layer="signal")
+        project.set_marker_type("cell", color="#00ff00")
+        project.set_option("spimflow_voxel_size_um", "[4.0, 2.0, 2.0]")
+        project.set_annotation(z=7, comment="bubble", rating=2, tags=["artefact"])
+        project.set_annotation(z=3, comment="nice", rating=5)
+        project.set_markers([5.5, 6.5], [5.5, 6.5], z=[0, 9], type="cell", layer="signal")
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="spimflow")
+    widget = AnnotationsWidget(viewer)
+    rows = [[widget.table.item(i, j).text() for j in range(4)] for i in range(widget.table.rowCount())]
+    assert rows == [["3", "5", "nice", ""], ["7", "2", "bubble", "artefact"]]
+    assert "artefact" in widget.summary.text()
+    widget.go_to_row(1)
+    cells = viewer.layers["cell"]
+    assert round(cells.world_to_data(viewer.dims.point)[0]) == 7

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from spimflow.atlas import Ontology
 from spimflow.blocks import check_detect_config
 from spimflow.cohort import Run, load_run
-from spimflow.config import SampleConfig, missing_inputs
+from spimflow.config import SampleConfig, missing_inputs, read_config_file
 from spimflow.errors import ConfigError, SpimflowError
 from spimflow.steps.detect.chain import MEASURED_COLUMNS
 from spimflow.steps.detect.threshold import check_threshold_config
@@ -104,11 +102,4 @@ def load_and_check(data: dict, source: str, base: str | Path = ".") -> Run:
 def validate_config_file(path: str | Path, base: str | Path = ".") -> Run:
     """Read, parse and check a sample or cohort config file; raise :class:`ConfigError` with
     every problem found."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return load_and_check(data or {}, str(path), base)
+    return load_and_check(read_config_file(path), str(path), base)

@@ -331,7 +331,9 @@ def parse_config(data: dict[str, Any], source: str = "config") -> SampleConfig:
         raise ConfigError("\n".join(format_validation_errors(exc, source))) from None
 
 
-def load_config(path: str | Path) -> SampleConfig:
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping a YAML config file holds; :class:`ConfigError` naming the file when it is
+    missing or not valid YAML."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
@@ -339,7 +341,12 @@ def load_config(path: str | Path) -> SampleConfig:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_config(data or {}, str(path))
+    return data or {}
+
+
+def load_config(path: str | Path) -> SampleConfig:
+    """Read and validate a sample config file."""
+    return parse_config(read_config_file(path), str(path))
 
 
 def missing_inputs(cfg: SampleConfig, base: str | Path = ".") -> list[str]:
