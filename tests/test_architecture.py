@@ -8,6 +8,7 @@ tolerate it at run time.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+@functools.cache
 def _modules() -> dict[str, Path]:
     return {_module_name(p): p for p in sorted((SRC / PACKAGE).rglob("*.py"))}
 
@@ -36,6 +38,7 @@ def _resolve(module: str, path: Path, node: ast.ImportFrom) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
+@functools.cache
 def imported_names(module: str, path: Path) -> set[str]:
     """Every module name ``module`` imports (``from pkg import sub`` counts as ``pkg.sub``
     when ``sub`` is a module of the package)."""
@@ -52,6 +55,7 @@ def imported_names(module: str, path: Path) -> set[str]:
     return names
 
 
+@functools.cache
 def import_graph() -> dict[str, set[str]]:
     """spimflow module -> the spimflow modules it imports."""
     mods = _modules()

@@ -392,6 +392,7 @@ def test_reader_and_plugin_open_a_project(make_napari_viewer, project):
     assert cell.metadata["annotations"][0]["comment"] == "folded section"
 
 
+@pytest.mark.slow
 def test_100k_markers_read_and_saved_quickly(tmp_path):
     rng = np.random.default_rng(1)
     n = 100_000
