@@ -24,6 +24,15 @@ def has_display() -> bool:
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+ALLEN = SHARED_DATA / "allen_ccf_2017_25um"
+ALLEN_ANN = ALLEN / "ABA_25um_2017_annotation.tif.lzma"
+ALLEN_HEM = ALLEN / "ABA_25um_2017_hemispheres.tif.lzma"
+ALLEN_JSON = ALLEN / "ABA_annotation.json"
+ALLEN_CSV = ALLEN / "ARA2_annotation_info_collapse.csv"
+needs_allen = pytest.mark.skipif(
+    not all(p.is_file() for p in (ALLEN_ANN, ALLEN_HEM, ALLEN_JSON, ALLEN_CSV)),
+    reason=f"Allen CCF reference data not found in {ALLEN} (../shared is absent in a fresh clone)",
+)
 
 
 # Tests that use these fixtures run the demo generator, elastix, whole Snakemake pipelines

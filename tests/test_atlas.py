@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import tifffile
+from conftest import ALLEN, ALLEN_CSV, ALLEN_HEM, ALLEN_JSON, needs_allen
 
 from spimflow.atlas import (
     Atlas,
@@ -32,17 +33,6 @@ from spimflow.atlas import (
 )
 from spimflow.config import AtlasConfig
 from spimflow.errors import ConfigError, InputFileError
-
-ALLEN = Path(__file__).resolve().parents[2] / "shared" / "data" / "allen_ccf_2017_25um"
-ALLEN_ANN = ALLEN / "ABA_25um_2017_annotation.tif.lzma"
-ALLEN_HEM = ALLEN / "ABA_25um_2017_hemispheres.tif.lzma"
-ALLEN_JSON = ALLEN / "ABA_annotation.json"
-ALLEN_CSV = ALLEN / "ARA2_annotation_info_collapse.csv"
-needs_allen = pytest.mark.skipif(
-    not all(p.is_file() for p in (ALLEN_ANN, ALLEN_HEM, ALLEN_JSON, ALLEN_CSV)),
-    reason=f"Allen CCF reference data not found in {ALLEN} (../shared is absent in a fresh clone)",
-)
-
 
 # ---------------------------------------------------------------------------------------------
 # A tiny BrainGlobe atlas, written by the tests
