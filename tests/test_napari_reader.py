@@ -140,3 +140,28 @@ def test_annotations_widget_lists_them_and_goes_to_the_plane(tmp_path, make_napa
     widget.go_to_row(1)
     cells = viewer.layers["cell"]
     assert round(cells.world_to_data(viewer.dims.point)[0]) == 7
+
+
+def test_atlas_labels_hover_names_and_large_allen_ids(make_napari_viewer):
+    """Region colours and hover names come from the ontology, for ids far above 2^16."""
+    from spimflow.atlas import Ontology, Region
+    from spimflow.napari._layers import region_colormap, region_features
+
+    ontology = Ontology(
+        [
+            Region(997, "root", "root", None, (255, 255, 255)),
+            Region(614454277, "BIG", "A region with an Allen-sized id", 997, (200, 10, 30)),
+        ]
+    )
+    data = np.zeros((3, 10, 10), np.uint32)
+    data[1, 2:8, 2:8] = 614454277
+    present = np.unique(data)
+    viewer = make_napari_viewer()
+    labels = viewer.add_labels(
+        data, colormap=region_colormap(ontology, present), features=region_features(ontology, present)
+    )
+    status = labels.get_status((1, 4, 4), world=True)["value"]
+    assert "BIG" in status and "Allen-sized" in status
+    np.testing.assert_allclose(
+        labels.colormap.map(np.array([614454277], np.uint32))[0], (200 / 255, 10 / 255, 30 / 255, 1)
+    )

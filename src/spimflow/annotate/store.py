@@ -1186,6 +1186,7 @@ class Project:
         style: Any = None,
         text: Any = None,
         processed: Any = None,
+        image: Any = None,
     ) -> int:
         """Change fields of existing markers (None leaves a field unchanged).
 
@@ -1193,6 +1194,8 @@ class Project:
         ----------
         ids : int or array_like
         x, y, type, style, text, processed : scalar or array_like, optional
+        image : int or array_like, optional
+            Image ids: moves markers to other images (planes).
 
         Returns
         -------
@@ -1212,6 +1215,8 @@ class Project:
             columns["text"] = _column(text, n, "text", _text)
         if processed is not None:
             columns["processed"] = _column(processed, n, "processed", int)
+        if image is not None:
+            columns["image_id"] = _column(image, n, "image", int)
         with self.transaction():
             if type is not None:
                 columns["type_id"] = self._type_ids(type, n)

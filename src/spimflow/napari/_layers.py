@@ -235,7 +235,6 @@ def points_layer(cells: pd.DataFrame, voxel_size, name: str, colour=None, **kwar
         "features": features,
         "border_width": 0,
         "face_color": colour if colour is not None else KEPT_COLOUR,
-        "out_of_slice_display": True,
     }
     kw.update(kwargs)
     return data, kw, "points"

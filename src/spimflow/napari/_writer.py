@@ -201,11 +201,7 @@ def _check_planes(project: Project, layers: list[_Layer]) -> None:
 
 
 def _move_planes(project: Project, ids: np.ndarray, planes: np.ndarray, old_images: np.ndarray) -> None:
-    """Put markers on other planes (the image of that plane in the ClickPoints layer of their old image).
-
-    :meth:`Project.update_markers` changes x, y and type only, so the image is set here,
-    inside the caller's transaction.
-    """
+    """Put markers on other planes (the image of that plane in the ClickPoints layer of their old image)."""
     images = project.get_images()
     layer_of = dict(zip(images["id"].astype(int), images["layer_id"].astype(int), strict=True))
     new_images = np.empty(len(ids), dtype=np.int64)
@@ -213,9 +209,7 @@ def _move_planes(project: Project, ids: np.ndarray, planes: np.ndarray, old_imag
     for layer_id in np.unique(layers):
         rows = layers == layer_id
         new_images[rows] = project.image_ids(planes[rows], None if layer_id < 0 else int(layer_id))
-    project._db().executemany(
-        "UPDATE marker SET image_id = ? WHERE id = ?", zip(new_images.tolist(), ids.tolist(), strict=True)
-    )
+    project.update_markers(ids, image=new_images)
 
 
 def _winners(ids: np.ndarray, known: np.ndarray, at_stored: np.ndarray) -> np.ndarray:
