@@ -29,9 +29,7 @@ def detection_problems(cfg: SampleConfig, base: str | Path = ".") -> list[str]:
 def atlas_ontology(cfg: SampleConfig, base: str | Path = ".") -> Ontology | None:
     """The configured atlas's ontology when it is on disk now (None for a demo atlas still
     to be generated, or a missing file, which :func:`missing_inputs` reports)."""
-    atlas = cfg.atlas
-    path = atlas.path / "structures.json" if atlas.format == "brainglobe" else atlas.ontology
-    path = Path(base) / path
+    path = cfg.atlas.ontology_file(Path(base))
     if not path.is_file():
         return None
     return Ontology.from_file(path)

@@ -68,18 +68,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def counted_cells_path(cfg) -> Path:
-    """The cells a run counts: the curated ones when steps.annotate.use_curated, else the thresholded."""
-    name = "cells_curated.parquet" if cfg.steps.annotate.use_curated else "cells.parquet"
-    return Path(cfg.sample_dir()) / "cells" / name
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     run = validate_config_file(args.config, args.base)
     if len(run.samples) != 1:
         raise ConfigError(f"{args.config}: evaluate takes one brain's sample config, not a cohort")
     cfg = next(iter(run.samples.values()))
-    cells_path = Path(args.cells) if args.cells else Path(args.base) / counted_cells_path(cfg)
+    cells_path = Path(args.cells) if args.cells else Path(args.base) / cfg.counted_cells_file()
     if not cells_path.is_file():
         raise InputFileError(f"{cells_path}: cell table not found; run the workflow first (or pass --cells)")
     cells = pd.read_parquet(cells_path) if cells_path.suffix == ".parquet" else pd.read_csv(cells_path)

@@ -19,10 +19,9 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from spimflow.config import SampleConfig, format_validation_errors, parse_config
+from spimflow.config import SampleConfig, format_validation_errors, parse_config, read_config_file
 from spimflow.errors import ConfigError
 from spimflow.params import StrictModel
 
@@ -121,6 +120,11 @@ class Run(BaseModel):
             return list(self.cohort.groups)
         return list(dict.fromkeys(self.groups.values()))
 
+    def ordered_groups(self) -> dict[str, str]:
+        """sample → group, the reference group's samples first (the statistics read the
+        group order from it)."""
+        return {s: g for grp in self.group_order() for s, g in self.groups.items() if g == grp}
+
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """``base`` with ``override`` on top; nested mappings merge, everything else is replaced."""
@@ -182,9 +186,9 @@ def _load_yaml(path: Path, key: str) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{key}: sample config not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{key}: {path} is not valid YAML: {exc}") from None
+        data = read_config_file(path)
+    except ConfigError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{key}: {path} must hold a mapping of config keys")
     return data

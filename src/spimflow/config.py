@@ -233,6 +233,13 @@ class AtlasConfig(StrictModel):
             return [base / self.path]  # type: ignore[operator]
         return [base / p for p in (self.annotation, self.ontology, self.reference, self.hemispheres) if p is not None]
 
+    def ontology_file(self, base: Path) -> Path:
+        """The file holding the region ontology (a BrainGlobe folder's structures.json, or
+        the Allen ontology JSON)."""
+        if self.format == "brainglobe":
+            return Path(base) / self.path / "structures.json"  # type: ignore[operator]
+        return Path(base) / self.ontology  # type: ignore[operator]
+
 
 # -- demo --------------------------------------------------------------------------------
 
@@ -287,6 +294,12 @@ class SampleConfig(StrictModel):
 
     def sample_dir(self) -> Path:
         return self.results / self.sample
+
+    def counted_cells_file(self) -> Path:
+        """The cell table the run counts: ``cells/cells_curated.parquet`` with
+        ``steps.annotate.use_curated``, else the thresholded ``cells/cells.parquet``."""
+        name = "cells_curated.parquet" if self.steps.annotate.use_curated else "cells.parquet"
+        return self.sample_dir() / "cells" / name
 
 
 # -- loading and checking -------------------------------------------------------------------

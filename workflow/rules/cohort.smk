@@ -25,8 +25,7 @@ if COHORT:
             task="cohort",
             action="region_stats",
             stats=COHORT.stats.model_dump(mode="json"),
-            groups=RUN.groups,
-            group_order=RUN.group_order(),
+            groups=RUN.ordered_groups(),
             covariates=covariate_table(COHORT, Path.cwd()),
         script:
             TASK_SCRIPT
@@ -77,8 +76,7 @@ if COHORT:
             task="cohort",
             action="voxel_stats",
             stats=COHORT.stats.model_dump(mode="json"),
-            groups=RUN.groups,
-            group_order=RUN.group_order(),
+            groups=RUN.ordered_groups(),
             atlas=cohort_atlas(),
         script:
             TASK_SCRIPT

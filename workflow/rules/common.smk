@@ -158,8 +158,7 @@ def detect_batch_tables(wildcards):
 
 def cohort_samples_of(pattern):
     """``pattern`` for every sample of the cohort, in group order."""
-    order = [s for g in RUN.group_order() for s, grp in RUN.groups.items() if grp == g]
-    return expand(pattern, sample=order)
+    return expand(pattern, sample=list(RUN.ordered_groups()))
 
 
 def cohort_atlas_inputs(wildcards):

@@ -94,8 +94,9 @@ def write_points(
         :func:`~spimflow.annotate.store.frame_to_markers` instead. Other formats are
         always replaced.
     volume : str or os.PathLike, optional
-        ``.cdb`` only: the volume (OME-Zarr, TIFF) the planes refer to; default: a
-        placeholder image name ``volume``.
+        ``.cdb`` only: the volume (OME-Zarr, TIFF) the image rows (one per plane) refer
+        to; without it they are named ``volume`` and hold no pixels (the markers still
+        open, on empty planes).
     **kwargs
         ``.cdb``: ``type_column``, ``text``, ``default_type`` of
         :func:`~spimflow.annotate.store.frame_to_markers`; ``.xml``: those of

@@ -65,9 +65,7 @@ def workdir_of(results_dir: Path, cfg: SampleConfig) -> Path:
 
 def ontology_of(results_dir: Path, cfg: SampleConfig) -> Ontology | None:
     """The atlas ontology of a run (None when its file cannot be found)."""
-    base = workdir_of(results_dir, cfg)
-    atlas = cfg.atlas
-    path = base / atlas.path / "structures.json" if atlas.format == "brainglobe" else base / atlas.ontology
+    path = cfg.atlas.ontology_file(workdir_of(results_dir, cfg))
     return Ontology.from_file(path) if path.is_file() else None
 
 
@@ -254,12 +252,8 @@ def region_colours(cells: pd.DataFrame, ontology: Ontology | None, default=KEPT_
 def counted_cells(results_dir: Path, cfg: SampleConfig) -> pd.DataFrame | None:
     """The cells the run counts, with atlas columns when they exist."""
     cells_dir = results_dir / "cells"
-    for name in (
-        "cells_atlas.parquet",
-        "cells_curated.parquet" if cfg.steps.annotate.use_curated else "",
-        "cells.parquet",
-    ):
-        if name and (cells_dir / name).is_file():
+    for name in ("cells_atlas.parquet", cfg.counted_cells_file().name):
+        if (cells_dir / name).is_file():
             return pd.read_parquet(cells_dir / name)
     return None
 

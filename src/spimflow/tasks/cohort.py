@@ -34,11 +34,6 @@ REGION_KEYS = ["region_id", "acronym", "name", "parent_id", "depth"]
 VALUE_COLUMNS = ["total", "left", "right", "volume_mm3", "density_per_mm3"]
 
 
-def ordered_groups(groups: dict[str, str], order: list[str]) -> dict[str, str]:
-    """sample → group with the reference group's samples first (the tests take it from the order)."""
-    return {s: g for grp in order for s, g in groups.items() if g == grp}
-
-
 def region_values(tables: dict[str, pd.DataFrame], groups: dict[str, str]) -> pd.DataFrame:
     """Long table: one row per (sample, ontology region) with the group and the value columns."""
     rows = []
@@ -52,7 +47,8 @@ def region_values(tables: dict[str, pd.DataFrame], groups: dict[str, str]) -> pd
 
 def region_stats(smk: Any) -> None:
     params = StatsParams.model_validate(dict(smk.params.stats))
-    groups = ordered_groups(dict(smk.params.groups), list(smk.params.group_order))
+    groups = dict(smk.params.groups)  # sample -> group, reference group first
+    order = list(dict.fromkeys(groups.values()))
     tables = {Path(p).parents[1].name: pd.read_parquet(p) for p in smk.input.tables}
     values = region_values(tables, groups)
     permutations = params.permutations if params.test == "permutation" else 0
@@ -68,8 +64,8 @@ def region_stats(smk: Any) -> None:
     meta = values.drop_duplicates("region_id").set_index("region_id")[["acronym", "name", "parent_id", "depth"]]
     stats = stats.drop(columns=[c for c in ("acronym", "name") if c in stats.columns])
     stats = meta.join(stats.set_index("region_id"), how="right").reset_index()
-    stats.insert(5, "group_a", list(smk.params.group_order)[0])
-    stats.insert(6, "group_b", list(smk.params.group_order)[1])
+    stats.insert(5, "group_a", order[0])
+    stats.insert(6, "group_b", order[1])
     stats.insert(7, "value", params.region_value)
     stats["significant"] = stats["p_bh"] < params.alpha
     write_table(values, smk.output.values)
@@ -88,8 +84,8 @@ def region_stats(smk: Any) -> None:
 
 def voxel_stats(smk: Any) -> None:
     params = StatsParams.model_validate(dict(smk.params.stats))
-    order = list(smk.params.group_order)
-    groups = ordered_groups(dict(smk.params.groups), order)
+    groups = dict(smk.params.groups)  # sample -> group, reference group first
+    order = list(dict.fromkeys(groups.values()))
     maps = {Path(p).parents[1].name: open_ome_zarr(p) for p in smk.input.maps}
     atlas = load_atlas(AtlasConfig.model_validate(dict(smk.params.atlas)))
     stacks = [[maps[s].array for s, g in groups.items() if g == grp] for grp in order]
