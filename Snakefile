@@ -25,6 +25,11 @@ include: "workflow/rules/analysis.smk"
 include: "workflow/rules/cohort.smk"
 
 
+# remove the temporaries of killed jobs (spimflow.io.atomic) before any job runs
+onstart:
+    on_start()
+
+
 rule all:
     default_target: True
     input:

@@ -50,6 +50,7 @@ def _params(args):
 
     p = DetectParams()
     p.blocks.size = tuple(args.block)
+    p.split.enabled = not args.no_split
     return p
 
 
@@ -126,6 +127,7 @@ def run_child(args, zarr: Path, mode: str, processes: int = 1, out: Path | None 
         *map(str, args.block),
         "--out",
         str(out or ""),
+        *(["--no-split"] if args.no_split else []),
     ]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode:
@@ -163,6 +165,7 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--skip-rss", action="store_true", help="skip the one-block RSS comparison")
+    ap.add_argument("--no-split", action="store_true", help="switch the touching-cell split off (steps.detect.split)")
     # internal: child-process modes
     ap.add_argument("--child", choices=["chain", "one-block"], help=argparse.SUPPRESS)
     ap.add_argument("--zarr", help=argparse.SUPPRESS)

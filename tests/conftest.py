@@ -45,6 +45,7 @@ SLOW_FIXTURES = {
     "cohort_workflow",
     "small_registration",
     "make_napari_viewer",
+    "light_demo_reference",
 }
 
 
@@ -174,6 +175,68 @@ def cohort_workflow(tmp_path_factory):
         shutil.copy(REPO / "config" / name, work / "config" / name)
     t0 = time.perf_counter()
     res = run_snakemake(work, work / "config" / "cohort.yaml", timeout=1800)
+    wall = time.perf_counter() - t0
+    assert res.returncode == 0, res.stderr[-6000:]
+    return work, wall
+
+
+# The demo brain made light: a short registration (affine + one B-spline level, no
+# orientation check) and 4 detection jobs of 2 large blocks: the runs that are killed and
+# resumed, or sent through a cluster executor, and the uninterrupted local run they are
+# compared with (tests/test_resume.py, tests/test_cluster.py).
+LIGHT_STEPS = {
+    "registration": {
+        "affine": {"resolutions": 2, "iterations": 150},
+        "bspline": {"resolutions": 1, "iterations": 100, "spatial_samples": 2000},
+        "orientation_check": False,
+    },
+    "detect": {"blocks": {"size": [64, 256, 256], "overlap": None, "batch": 2}},
+}
+# what those runs build: every table (cells, cells in the atlas, region counts)
+LIGHT_TARGETS = ("results/demo/cells/cells_atlas.parquet", "results/demo/regions/counts.csv")
+# the tables compared byte for byte (paths relative to the work folder)
+LIGHT_TABLES = (
+    "results/demo/cells/cells_raw.parquet",
+    "results/demo/cells/cells.parquet",
+    "results/demo/cells/cells.csv",
+    "results/demo/cells/cells_atlas.parquet",
+    "results/demo/cells/cells_atlas.csv",
+    "results/demo/regions/counts.csv",
+    "results/demo/regions/counts.parquet",
+    "results/demo/regions/leaves.csv",
+    "results/demo/regions/counts_depth1.csv",
+    "results/demo/regions/counts_depth2.csv",
+    "results/demo/regions/summary.txt",
+    "results/demo/registration/atlas_transform.0.txt",
+    "results/demo/registration/atlas_transform.1.txt",
+)
+
+
+def light_demo_workdir(root: Path, demo_dir: Path) -> Path:
+    """A work folder holding the session's demo data (so the demo rule has nothing to do)
+    and ``config.yaml``: config/sample.yaml with :data:`LIGHT_STEPS`."""
+    import shutil
+
+    import yaml
+
+    shutil.copytree(demo_dir, root / "resources" / "demo")
+    cfg = yaml.safe_load((REPO / "config" / "sample.yaml").read_text())
+    cfg["steps"].update(LIGHT_STEPS)
+    (root / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return root
+
+
+@pytest.fixture(scope="session")
+def light_demo_reference(tmp_path_factory, demo_dir):
+    """The light demo run uninterrupted, locally with ``--cores 2`` (tables only).
+
+    Returns (workdir, wall seconds). Tests read results from it and must not modify it.
+    """
+    import time
+
+    work = light_demo_workdir(tmp_path_factory.mktemp("light_demo_reference"), demo_dir)
+    t0 = time.perf_counter()
+    res = run_snakemake(work, work / "config.yaml", *LIGHT_TARGETS)
     wall = time.perf_counter() - t0
     assert res.returncode == 0, res.stderr[-6000:]
     return work, wall

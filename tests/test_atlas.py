@@ -406,9 +406,21 @@ def test_unknown_labels_reported_and_logged(tmp_path, caplog):
     folder = write_brainglobe(tmp_path / "unk", ann=ann)
     atlas = load_brainglobe(folder)
     assert atlas.unknown_labels() == {77: 3, 3_000_000_000: 1}
+    # 4 of ~100 labelled voxels: far above the tolerated fraction, the atlas is refused
+    with pytest.raises(InputFileError, match=r"2 label\(s\) .*77 \(3 voxels\).*expected at most 1%"):
+        load_atlas(AtlasConfig(format="brainglobe", path=folder))
+
+
+def test_a_few_unknown_labels_are_only_a_warning(tmp_path, caplog, monkeypatch):
+    from spimflow.atlas import loaders
+
+    ann, _, _ = tiny_volumes()
+    ann[0, 0, :3] = 77
+    folder = write_brainglobe(tmp_path / "unk", ann=ann)
+    monkeypatch.setattr(loaders, "MAX_UNKNOWN_LABEL_FRACTION", 0.05)  # the tiny atlas has ~100 labelled voxels
     with caplog.at_level(logging.WARNING, logger="spimflow.atlas"):
         load_atlas(AtlasConfig(format="brainglobe", path=folder))
-    assert "2 label(s)" in caplog.text and "77 (3 voxels)" in caplog.text and str(folder) in caplog.text
+    assert "1 label(s)" in caplog.text and "77 (3 voxels)" in caplog.text and str(folder) in caplog.text
 
 
 def test_load_atlas_brainglobe_relative_path_and_crop(tmp_path):
@@ -784,3 +796,21 @@ def test_demo_atlas_loads(demo_atlas_dir):
     assert set(np.unique(atlas.hemispheres[~inside])) <= {0, 1, 2}
     left = atlas.crop_hemisphere("left")
     assert np.count_nonzero(left.annotation) == np.count_nonzero(atlas.annotation[atlas.hemispheres == 1])
+
+
+def test_cells_say_where_their_hemisphere_comes_from(tmp_path):
+    """Without a hemisphere volume, left/right is the midline split: the cell table's metadata says so."""
+    import pandas as pd
+
+    from spimflow.io.tables import write_table
+    from spimflow.tasks.cells_atlas import hemisphere_origin
+
+    folder = write_brainglobe(tmp_path / "asym", skip=("hemispheres.tiff",))
+    atlas = load_brainglobe(folder)
+    assert atlas.hemispheres is None  # asymmetric (metadata symmetric: false), no hemispheres.tiff
+    table = pd.DataFrame({"az": [1.0]})
+    table.attrs["hemispheres"] = hemisphere_origin(atlas)
+    write_table(table, tmp_path / "cells_atlas.parquet")
+    note = pd.read_parquet(tmp_path / "cells_atlas.parquet").attrs["hemispheres"]
+    assert note.startswith("split at the midline plane") and "may be wrong" in note
+    assert hemisphere_origin(load_brainglobe(write_brainglobe(tmp_path / "with"))).startswith("hemisphere volume")

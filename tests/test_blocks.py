@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy.spatial import cKDTree
 
 from spimflow.blocks import (
     BlockPlan,
@@ -132,6 +133,30 @@ def test_a_too_small_overlap_would_change_the_result(volumes):
     assert not got.equals(ref)
 
 
+def test_centroid_centres_are_block_independent_too(volumes):
+    """refine.center: centroid. A cell belongs to the block holding its shape's centroid, which can be
+    another block than its peak's: the overlap covers that reach, and some cells do cross."""
+    vol = volumes[FINE_VOX]
+    p = DetectParams.model_validate({"refine": {"center": "centroid"}})
+    ref = sort_cells(detect_cells(vol, FINE_VOX, p)).drop(columns="block")
+    peak = sort_cells(detect_cells(vol, FINE_VOX, DetectParams())).drop(columns="block")
+    assert len(ref) == len(peak) > 300
+    _, pair = cKDTree(peak[["z", "y", "x"]].to_numpy()).query(ref[["z", "y", "x"]].to_numpy())
+    assert len(set(pair)) == len(pair)  # the same cells, centred differently
+    at_peak, at_centroid = peak[["z", "y", "x"]].to_numpy()[pair], ref[["z", "y", "x"]].to_numpy()
+    assert np.abs(at_peak - at_centroid).max() > 0.5
+    # the overlap peak centres need is too small for centroids
+    small = with_blocks(p, (32, 48, 48), required_overlap(FINE_VOX, DetectParams()))
+    assert any("blocks.overlap" in m for m in check_detect_config(small, FINE_VOX))
+    crossing = 0
+    for size in ((26, 28, 28), (32, 40, 40), (48, 64, 64)):  # >= the overlap (the split needs (26, 27, 27))
+        got = detect_volume(vol, FINE_VOX, with_blocks(p, size)).drop(columns="block")
+        assert got.equals(ref)
+        block_of = lambda c: np.floor(np.floor(c + 0.5) / np.asarray(size))  # noqa: E731, B023
+        crossing += int(np.any(block_of(at_peak) != block_of(at_centroid), axis=1).sum())
+    assert crossing > 0
+
+
 def test_blocks_read_from_an_ome_zarr_give_the_in_memory_result(volumes, tmp_path):
     vol = volumes[DEMO_VOX]
     write_ome_zarr(tmp_path / "signal.ome.zarr", vol, DEMO_VOX, chunks=(8, 64, 64), n_levels=1)
@@ -156,3 +181,16 @@ def test_illumination_correction_is_block_independent_too(volumes):
     for size in (32, 64):
         got = detect_volume(vol, DEMO_VOX, with_blocks(p, (size, size, size)), illumination=field)
         assert got.drop(columns="block").equals(ref)
+
+
+def test_small_volumes_get_at_least_as_many_batch_jobs_as_cores():
+    p = with_blocks(DetectParams(), (32, 128, 128))
+    p.blocks.batch = 8
+    shape = (60, 200, 120)  # 2 x 2 x 1 = 4 blocks
+    assert len(make_plan(shape, DEMO_VOX, p).batches) == 1
+    two = make_plan(shape, DEMO_VOX, p, parallel_jobs=2)
+    assert [len(b) for b in two.batches] == [2, 2]
+    assert sorted(i for b in make_plan(shape, DEMO_VOX, p, parallel_jobs=16).batches for i in b) == [0, 1, 2, 3]
+    assert len(make_plan(shape, DEMO_VOX, p, parallel_jobs=16).batches) == 4
+    big = make_plan((200, 1000, 1000), DEMO_VOX, p, parallel_jobs=2)
+    assert max(len(b) for b in big.batches) == 8  # enough blocks: the configured batch holds

@@ -1,6 +1,7 @@
 """The detection stage run by real Snakemake: checkpoint, batch jobs, gather, threshold, QC."""
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -30,13 +31,11 @@ STEPS = {
 
 def write_sample(tmp_path: Path, volume: np.ndarray, steps: dict | None = None) -> Path:
     tifffile.imwrite(tmp_path / "signal.tif", volume, photometric="minisblack")
-    (tmp_path / "atlas").mkdir(exist_ok=True)
     chan = {"source": {"format": "tiff", "path": "signal.tif"}, "voxel_size": list(VOX), "orientation": "ipl"}
     cfg = {
         "sample": "s1",
         "results": "results",
-        "channels": {"signal": chan, "autofluorescence": chan},
-        "atlas": {"format": "brainglobe", "path": "atlas"},
+        "channels": {"signal": chan},  # detection only: no atlas, no autofluorescence
         "ingest": {"chunks": [8, 64, 64]},
         "steps": steps if steps is not None else STEPS,
     }
@@ -94,9 +93,13 @@ def test_snakemake_detects_thresholds_and_draws_qc(tmp_path):
 def test_a_volume_without_cells_gives_empty_tables(tmp_path):
     rng = np.random.default_rng(0)
     vol = rng.poisson(200, (12, 70, 60)).astype(np.uint16)
-    config = write_sample(tmp_path, vol)
+    # blocks far larger than the volume: the block job asks for what it reads, not for the block
+    config = write_sample(tmp_path, vol, {**STEPS, "detect": {"blocks": {"size": [1000, 8000, 8000]}}})
     proc = snakemake(tmp_path, config, *CELL_TARGETS)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = proc.stdout + proc.stderr
+    asked = [int(m) for m in re.findall(r"rule detect_batch:.*?mem_mb=(\d+)", jobs, re.S)]
+    assert asked and max(asked) < 400, asked  # 12 x 70 x 60 voxels read: ~250 MB of Python + 1 MB
     for name in ("cells_raw.parquet", "cells.parquet"):
         t = pd.read_parquet(tmp_path / "results" / "s1" / "cells" / name)
         assert len(t) == 0 and dict(t.dtypes.astype(str)) == CELL_COLUMNS

@@ -32,8 +32,9 @@ def real_config(tmp_path: Path) -> dict:
         "voxel_size": [4.0, 2.0, 2.0],
         "orientation": "ipl",
     }
-    atlas = tmp_path / "atlas"
-    atlas.mkdir()
+    from test_atlas import write_brainglobe
+
+    write_brainglobe(tmp_path / "atlas")  # a BrainGlobe folder must hold its files to pass the checks
     return {
         "sample": "brain1",
         "channels": {"signal": chan("sig"), "autofluorescence": chan("auto")},
@@ -98,7 +99,7 @@ BAD = [
         "same anatomical axis",
     ),
     ("bad source format", (["channels", "signal", "source", "format"], "jpeg"), "channels.signal.source", "format"),
-    ("missing required", (["atlas"], KeyError), "atlas", "required"),
+    ("missing required", (["channels", "signal"], KeyError), "channels.signal", "required"),
     ("bad crop", (["channels", "signal", "crop"], {"z": [5, 2]}), "channels.signal.crop", "start < stop"),
 ]
 

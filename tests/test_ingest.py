@@ -78,7 +78,7 @@ def test_ingest_pattern_end_to_end(tmp_path):
     # level 2 is pooled from level 1 (rounded), so compare within one rounding step
     np.testing.assert_allclose(g["2"][...], pooled_reference(VOL, (1, 4, 4)), atol=1.0)
     meta = g.attrs["spimflow"]
-    assert meta["source"] == {"format": "pattern", "path": r"planes/Z\d{4}.tif"}
+    assert meta["source"] == {"format": "pattern", "path": r"planes/Z\d{4}.tif", "allow_gaps": False}
     assert meta["voxel_size"] == list(VOXEL) and meta["orientation"] == "ipl"
     assert meta["reader"]["n_files"] == SHAPE[0]
     assert not [p for p in out.parent.iterdir() if p.name != out.name]  # no temporaries left
@@ -196,3 +196,24 @@ def test_task_run_bad_source_raises_input_file_error(tmp_path, monkeypatch):
     with pytest.raises(InputFileError, match=r"missing\.tif"):
         ingest_task.run(make_smk(tmp_path, channel, Path("out.ome.zarr")))
     assert not Path("out.ome.zarr").exists()
+
+
+def test_a_plane_of_nan_is_an_error_naming_the_plane(tmp_path):
+    vol = VOL[:12].astype(np.float32)
+    vol[7] = np.nan
+    write_planes(tmp_path / "planes", vol)
+    out = tmp_path / "raw" / "signal.ome.zarr"
+    with open_source(PatternSource(format="pattern", path=r"planes/Z\d{4}.tif"), tmp_path) as reader:
+        with pytest.raises(InputFileError, match=r"Z0007\.tif: plane z=7 holds 19500 NaN or infinite"):
+            ingest_channel(reader, out, VOXEL, chunks=(4, 32, 32), n_levels=1)
+    assert not out.exists()
+
+
+def test_a_single_plane_is_not_a_volume(tmp_path):
+    tifffile.imwrite(tmp_path / "one.tif", VOL[0])
+    from spimflow.config import TiffSource
+
+    with open_source(TiffSource(format="tiff", path="one.tif"), tmp_path) as reader:
+        with pytest.raises(InputFileError, match=r"one\.tif: the volume has shape \(1, 130, 150\), 1 z plane"):
+            ingest_channel(reader, tmp_path / "o.ome.zarr", VOXEL)
+    assert not (tmp_path / "o.ome.zarr").exists()

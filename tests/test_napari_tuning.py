@@ -68,8 +68,7 @@ def sample_dict(detect: dict | None = None) -> dict:
     return {
         "sample": "s1",
         "results": "results",
-        "channels": {"signal": signal, "autofluorescence": signal},
-        "atlas": {"format": "brainglobe", "path": "atlas"},
+        "channels": {"signal": signal},  # detection only: tuning needs no atlas
         "steps": {
             "detect": detect or {"blocks": {"size": [16, 64, 64]}},
             "threshold": {"ranges": {"volume_um3": [400.0, None]}},
@@ -79,7 +78,7 @@ def sample_dict(detect: dict | None = None) -> dict:
 
 @pytest.fixture(scope="module")
 def fake_results(tmp_path_factory):
-    """base/ with config.yaml, an (empty) atlas folder and results/s1 (raw signal + resolved config);
+    """base/ with config.yaml, an unrelated folder (atlas/) and results/s1 (raw signal + resolved config);
     the synthetic truth in truth.csv; the whole-volume detection of the workflow."""
     base = tmp_path_factory.mktemp("tuning")
     volume, truth = make_synthetic_cells(SHAPE, VOX, density_per_mm3=20000, seed=3)

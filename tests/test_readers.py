@@ -283,8 +283,20 @@ def test_natural_order_and_explicit_z_group(tmp_path):
     ]
     for z in (0, 1, 2, 10):
         (tmp_path / f"img_z{z}_c01.tif").write_bytes(b"")
-    files = list_pattern_files(r"img_z(?P<z>\d+)_c01\.tif", tmp_path)
-    assert [f.name for f in files] == [f"img_z{z}_c01.tif" for z in (0, 1, 2, 10)]
+    files = list_pattern_files(r"img_z(?P<z>\d+)_c01\.tif", tmp_path, allow_gaps=True)
+    assert [f.name for f in files] == [f"img_z{z}_c01.tif" for z in (0, 1, 2, 2, 2, 2, 2, 2, 2, 2, 10)]
+
+
+def test_a_gap_in_the_plane_numbers_is_an_error_unless_allowed(tmp_path):
+    for z in (0, 1, 2, 5, 6):
+        tifffile.imwrite(tmp_path / f"Z{z:04d}.tif", np.full((4, 5), z + 1, np.uint16))
+    with pytest.raises(InputFileError, match=r"gaps \(missing 3-4\).*allow_gaps: true"):
+        list_pattern_files(r"Z\d{4}\.tif", tmp_path)
+    src = PatternSource(format="pattern", path=r"Z\d{4}\.tif", allow_gaps=True)
+    vol = np.asarray(open_source(src, tmp_path)[:])
+    # every plane keeps its true z: plane 5 is still z = 5, the gap repeats plane 2
+    assert vol.shape == (7, 4, 5)
+    assert vol[:, 0, 0].tolist() == [1, 2, 3, 3, 3, 6, 7]
 
 
 # -- bad input ------------------------------------------------------------------------------------

@@ -75,12 +75,33 @@ def test_stage_maps_carry_config_and_extra_keys():
         extra={"NumberOfHistogramBins": 64, "UseRandomSampleRegion": True},
     )
     m = stage_map("bspline", st, 300.0)
-    assert m["Transform"] == ["BSplineTransform"] and m["MaximumNumberOfIterations"] == ["123"]
+    assert m["Transform"] == ["RecursiveBSplineTransform"] and m["MaximumNumberOfIterations"] == ["123"]
     assert m["NumberOfResolutions"] == ["3"] and m["NumberOfSpatialSamples"] == ["999"]
     assert m["FinalGridSpacingInPhysicalUnits"] == ["300.0"] and len(m["GridSpacingSchedule"]) == 3
     assert m["NumberOfHistogramBins"] == ["64"] and m["UseRandomSampleRegion"] == ["true"]
     maps = parameter_maps(RegisterParams())
-    assert [x["Transform"][0] for x in maps] == ["AffineTransform", "BSplineTransform"]
+    assert [x["Transform"][0] for x in maps] == ["AffineTransform", "RecursiveBSplineTransform"]
+
+
+def test_per_resolution_iterations_samples_and_schedule():
+    """The defaults: affine on the coarse levels only, B-spline effort at the finest level;
+    lists must give one value per resolution."""
+    affine, bspline = parameter_maps(RegisterParams())
+    assert affine["NumberOfResolutions"] == ["3"]
+    assert affine["FixedImagePyramidSchedule"] == ["8"] * 3 + ["4"] * 3 + ["2"] * 3
+    assert affine["MovingImagePyramidSchedule"] == affine["FixedImagePyramidSchedule"]
+    assert bspline["MaximumNumberOfIterations"] == ["300", "300", "500"]
+    assert bspline["NumberOfSpatialSamples"] == ["2000", "3000", "5000"]
+    assert "FixedImagePyramidSchedule" not in bspline  # elastix's default 4, 2, 1
+    assert all(m["WriteResultImage"] == ["false"] for m in (affine, bspline))
+    with pytest.raises(ValueError, match="iterations: 2 values for 3 resolutions"):
+        ElastixStage(resolutions=3, iterations=[100, 200])
+    with pytest.raises(ValueError, match="pyramid_schedule: 1 values for 2 resolutions"):
+        ElastixStage(resolutions=2, pyramid_schedule=[4])
+    with pytest.raises(ValueError, match="spatial_samples: every value must be at least 100"):
+        ElastixStage(resolutions=2, spatial_samples=[50, 5000])
+    with pytest.raises(ValueError, match="iterations: every value must be at least 1"):
+        ElastixStage(iterations=0)
 
 
 def test_user_parameter_files(tmp_path):
@@ -116,6 +137,18 @@ def test_extent_guard_passes_and_fails_with_numbers():
     assert "channels.autofluorescence.orientation = 'pil'" in msg
     assert "1250 × 1750 × 1500" in msg and "1800 × 1200 × 1600" in msg
     assert "current axes [1, 0, 2]" in msg and "extent_tolerance = 0.35" in msg
+
+
+def test_a_wrong_voxel_size_is_not_called_an_orientation_problem():
+    """An atlas whose metadata says 10 µm where it is 25 µm: the sample is 2.5 times the atlas
+    along every axis, and the message names the resolution, not the orientation."""
+    ref = np.zeros((72, 48, 64), np.float32)
+    ctx = GuardContext(Orientation.from_codes("pil", "asr"), "asr", "channels.autofluorescence.orientation", "pil")
+    with pytest.raises(OrientationError) as exc:
+        extent_guard(np.zeros((180, 120, 160)), ref, ref.astype(np.int32), (10.0,) * 3, RegisterParams(), ctx)
+    msg = str(exc.value)
+    assert "2.50 times the atlas's size along every axis" in msg and "metadata.json 'resolution'" in msg
+    assert "orientation guard" not in msg and "Likely fix: set" not in msg
 
 
 def ellipsoid_atlas(shape=(36, 24, 32)):

@@ -13,6 +13,7 @@ from spimflow.geometry import ResampleGrid
 from spimflow.orientation import Orientation
 from spimflow.params.register import ElastixStage
 from spimflow.steps.elastix import register, stage_map, transformix_points, warp
+from spimflow.steps.warp import warp_to_fixed
 from spimflow.transforms import (
     ElastixChain,
     SampleAtlasTransform,
@@ -291,6 +292,26 @@ def test_points_and_label_warp_share_one_convention(small_registration):
     agree = from_points == warped.ravel()
     assert agree.mean() > 0.999, f"{(~agree).sum()} voxels disagree"
     assert (warped > 0).sum() > 0.15 * warped.size  # the brain blob fills ~24 %
+
+
+def test_own_warp_matches_transformix(small_registration):
+    """The register step warps the annotation and the reference itself
+    (spimflow.steps.warp, ~10x faster): the labels transformix's nearest neighbour gives,
+    and the intensities of its linear interpolation."""
+    lab, ref, sample, reg, _ = small_registration
+    own_lab, own_ref = warp_to_fixed([lab, ref], [True, False], sample.shape, VS, reg.transform_maps)
+    agree = own_lab == warp(lab, VS, reg.transform_maps, labels=True)
+    assert agree.mean() > 0.999, f"{(~agree).sum()} voxels disagree"
+    # intensities agree wherever the moving position is not in the outer half voxel of the
+    # volume, where transformix's order-1 B-spline interpolator mirrors and ITK's linear one
+    # (and ours) clamps
+    vox = np.indices(sample.shape).reshape(3, -1).T
+    c = xyz_um_to_zyx_voxels(ElastixChain.from_maps(reg.transform_maps).apply(zyx_voxels_to_xyz_um(vox, VS)), VS)
+    interior = np.all((c >= 0) & (c <= np.array(ref.shape) - 1), axis=1).reshape(sample.shape)
+    assert interior.mean() > 0.6  # the sample grid is larger than the atlas
+    theirs = warp(ref, VS, reg.transform_maps)
+    np.testing.assert_allclose(own_ref[interior], theirs[interior], atol=1e-4 * ref.max())
+    np.testing.assert_array_equal(reg.warped_moving, own_ref)  # register() warps its result the same way
 
 
 @pytest.mark.slow  # elastix (the itk import alone takes ~10 s)

@@ -338,11 +338,47 @@ def check_detect_config(params: DetectParams, voxel_size: Sequence[float], key: 
     return problems
 
 
-def make_plan(shape: Sequence[int], voxel_size: Sequence[float], params: DetectParams) -> BlockPlan:
+def batch_size(n_blocks: int, batch: int, parallel_jobs: int = 1) -> int:
+    """Blocks per batch: at most ``batch``, fewer when that leaves jobs idle.
+
+    With fewer batches than jobs that can run at once, the batches shrink until every
+    job slot has one (as far as there are blocks).
+
+    Parameters
+    ----------
+    n_blocks : int
+        Number of blocks.
+    batch : int
+        Configured blocks per batch (``steps.detect.blocks.batch``).
+    parallel_jobs : int, optional
+        How many jobs can run at once (``--cores`` locally, ``--jobs`` on a cluster).
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> batch_size(4, 8, parallel_jobs=2)  # one batch of 4 would leave a core idle
+    2
+    >>> batch_size(100, 8, parallel_jobs=2)
+    8
+    >>> batch_size(3, 8, parallel_jobs=16)
+    1
+    """
+    wanted = max(1, int(parallel_jobs))
+    return max(1, min(int(batch), math.ceil(max(n_blocks, 1) / wanted)))
+
+
+def make_plan(
+    shape: Sequence[int], voxel_size: Sequence[float], params: DetectParams, parallel_jobs: int = 1
+) -> BlockPlan:
     """Plan the block grid of a volume.
 
     The overlap is ``params.blocks.overlap``, or the minimum
-    (:func:`~spimflow.steps.detect.required_overlap`) when that is null.
+    (:func:`~spimflow.steps.detect.required_overlap`) when that is null. Batches hold
+    ``params.blocks.batch`` blocks, fewer when that would give fewer batch jobs than
+    ``parallel_jobs`` (:func:`batch_size`).
 
     Parameters
     ----------
@@ -352,6 +388,8 @@ def make_plan(shape: Sequence[int], voxel_size: Sequence[float], params: DetectP
         Voxel size (z, y, x), µm.
     params : DetectParams
         Detection parameters (block size, overlap, batch and filter sizes).
+    parallel_jobs : int, optional
+        How many batch jobs can run at once.
 
     Returns
     -------
@@ -387,7 +425,7 @@ def make_plan(shape: Sequence[int], voxel_size: Sequence[float], params: DetectP
         tuple(params.blocks.size),
         tuple(int(o) for o in overlap),
         blocks,
-        batch_ids(len(blocks), params.blocks.batch),
+        batch_ids(len(blocks), batch_size(len(blocks), params.blocks.batch, parallel_jobs)),
     )
 
 

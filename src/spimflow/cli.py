@@ -10,13 +10,14 @@ from pathlib import Path
 import pandas as pd
 
 from spimflow.annotate import read_points
-from spimflow.checks import validate_config_file
+from spimflow.checks import skip_notice, source_problems, validate_config_file
 from spimflow.cohort import cohort_json_schema
 from spimflow.config import json_schema
 from spimflow.config_docs import config_reference_markdown
 from spimflow.demo import make_demo
 from spimflow.errors import ConfigError, InputFileError, SpimflowError
 from spimflow.steps.detect.evaluate import evaluate_against_markers, parse_box
+from spimflow.tuning import DEFAULT_RADIUS_UM, tune_config
 
 SCHEMA_PATHS = {"sample": Path("schemas/config.schema.json"), "cohort": Path("schemas/cohort.schema.json")}
 
@@ -57,14 +58,26 @@ def cmd_config_docs(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     run = validate_config_file(args.config, args.base)
+    unreadable = [p for cfg in run.samples.values() for p in source_problems(cfg, args.base)]
+    if unreadable:
+        raise ConfigError("\n".join(f"{args.config}: {p}" for p in unreadable))
     if run.cohort is not None:
         groups = {g: sorted(s for s, grp in run.groups.items() if grp == g) for g in run.group_order()}
         listing = "; ".join(f"{g}: {', '.join(names)}" for g, names in groups.items())
         print(f"{args.config}: OK (cohort {run.cohort.cohort!r}, {len(run.samples)} samples; {listing})")
         return 0
     cfg = next(iter(run.samples.values()))
+    notice = skip_notice(cfg)
+    if notice:  # the same first line the workflow prints
+        print(notice)
     chans = ", ".join(cfg.channels.all())
-    print(f"{args.config}: OK (sample {cfg.sample!r}; channels: {chans}; atlas: {cfg.atlas.format})")
+    if cfg.atlas is None:
+        atlas = "none"
+    elif cfg.atlas.format == "brainglobe":
+        atlas = f"brainglobe {cfg.atlas.folder(args.base)}"
+    else:
+        atlas = f"allen {cfg.atlas.annotation}"
+    print(f"{args.config}: OK (sample {cfg.sample!r}; channels: {chans}; atlas: {atlas})")
     return 0
 
 
@@ -108,6 +121,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     print(f"detected {result['detected']}, markers {result['markers']}, matched {result['matched']}")
     print(f"precision {result['precision']:.3f}  recall {result['recall']:.3f}  F1 {result['f1']:.3f}")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    tune_config(
+        args.config,
+        args.markers,
+        box=args.box,
+        base=args.base,
+        radius_um=args.radius_um,
+        marker_type=args.type,
+        out=args.out,
+        rounds=args.rounds,
+        threads=args.threads,
+    )
     return 0
 
 
@@ -156,6 +184,23 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--base", default=".", help="folder the config's relative paths are taken from")
     e.add_argument("--json", action="store_true", help="print the numbers as JSON")
     e.set_defaults(func=cmd_evaluate)
+
+    t = sub.add_parser(
+        "tune",
+        help="search detection and threshold parameters that maximise F1 against hand-clicked markers in a box",
+    )
+    t.add_argument("config", help="the brain's sample config (its signal must be ingested)")
+    t.add_argument(
+        "--markers", required=True, help="markers: .cdb project, Cell Counter .xml, .csv or .parquet (z, y, x)"
+    )
+    t.add_argument("--box", help="z0:z1,y0:y1,x0:x1 (voxels): the annotated region; default: the markers' extent")
+    t.add_argument("--radius-um", type=float, default=DEFAULT_RADIUS_UM, help="largest distance of a matched pair (µm)")
+    t.add_argument("--type", default=None, help="only markers of this type (e.g. cell)")
+    t.add_argument("--out", default=None, help="write the YAML snippet of the best parameters here (default: print)")
+    t.add_argument("--rounds", type=int, default=3, help="coordinate refinement rounds after the grid")
+    t.add_argument("--threads", type=int, default=2, help="threads running the detection chain for several sizes")
+    t.add_argument("--base", default=".", help="folder the config's relative paths are taken from")
+    t.set_defaults(func=cmd_tune)
 
     w = sub.add_parser("view", help="open a results folder (or file) in napari, aligned in raw sample space")
     w.add_argument("path", help="results/<sample>, results/cohorts/<cohort>, or one file in them")

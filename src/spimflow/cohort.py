@@ -25,7 +25,7 @@ from spimflow.config import SampleConfig, format_validation_errors, parse_config
 from spimflow.errors import ConfigError
 from spimflow.params import StrictModel
 
-NAME = r"^[A-Za-z0-9_.-]+$"
+NAME = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$"  # a plain, visible folder name (no ".", "..")
 
 
 class StatsParams(StrictModel):
@@ -88,7 +88,7 @@ class CohortConfig(StrictModel):
     def _sample_names(cls, v):
         for name in v:
             if not re.fullmatch(NAME, name):
-                raise ValueError(f"sample id {name!r} must be letters, digits, '.', '_' or '-'")
+                raise ValueError(f"sample id {name!r} must be letters, digits, '.', '_' or '-', not starting with '.'")
         return v
 
     @model_validator(mode="after")
@@ -230,7 +230,7 @@ def cohort_samples(cohort: CohortConfig, base: Path) -> tuple[dict[str, SampleCo
 
 def _demo_atlas(cfg: SampleConfig) -> bool:
     """The atlas is the demo's own (made by the demo rule; identical for every seed)."""
-    if cfg.demo is None or cfg.atlas.path is None:
+    if cfg.demo is None or cfg.atlas is None or cfg.atlas.path is None:
         return False
     return Path(cfg.demo.out_dir) in [Path(cfg.atlas.path), *Path(cfg.atlas.path).parents]
 
@@ -248,10 +248,23 @@ def design_problems(cohort: CohortConfig, groups: dict[str, str], samples: dict[
     unknown = sorted({grp for grp in groups.values()} - set(order))
     if unknown:
         problems.append(f"groups: samples are in group(s) {unknown} not listed in groups {order}")
+    for name, cfg in samples.items():  # the statistics compare brains in atlas space
+        lacking = [
+            k
+            for k, v in (("atlas", cfg.atlas), ("channels.autofluorescence", cfg.channels.autofluorescence))
+            if v is None
+        ]
+        if lacking:
+            problems.append(
+                f"samples.{name}: no {' and no '.join(lacking)}; a cohort compares brains in atlas space, so every "
+                "sample needs an atlas and an autofluorescence channel to register (run detection-only brains "
+                "on their own sample config)"
+            )
     if len(samples) >= 2:
         first, *rest = samples.items()
         for name, cfg in rest:
-            if cfg.atlas != first[1].atlas and not (_demo_atlas(cfg) and _demo_atlas(first[1])):
+            both = cfg.atlas is not None and first[1].atlas is not None  # a missing one is reported above
+            if both and cfg.atlas != first[1].atlas and not (_demo_atlas(cfg) and _demo_atlas(first[1])):
                 problems.append(f"samples.{name}: its atlas differs from {first[0]}'s; a cohort needs one atlas")
             if cfg.steps.voxelize != first[1].steps.voxelize:
                 problems.append(

@@ -67,9 +67,14 @@ def overlay(image2d: np.ndarray, labels2d: np.ndarray, pixel_size: Sequence[floa
 
 def centre_planes(mask: np.ndarray) -> tuple[int, int, int]:
     """Plane indices through the centroid of ``mask`` (the middle when it is empty)."""
-    if mask.any():
-        return tuple(int(round(c)) for c in np.argwhere(mask).mean(axis=0))
-    return tuple(s // 2 for s in mask.shape)
+    total = int(np.count_nonzero(mask))
+    if not total:
+        return tuple(s // 2 for s in mask.shape)
+    centre = []
+    for axis, n in enumerate(mask.shape):  # mean index from the per-plane counts (no (n, 3) index array)
+        counts = np.count_nonzero(mask, axis=tuple(a for a in range(mask.ndim) if a != axis))
+        centre.append(int(round(float(np.dot(np.arange(n, dtype=np.float64), counts)) / total)))
+    return tuple(centre)
 
 
 def write_qc_pngs(

@@ -402,7 +402,7 @@ class BSplineTransform(ElastixTransform):
         return self._evaluate(p, True)[1] + np.eye(3)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _b3_weights(t, w, dw):
     """Cubic B-spline weights (and derivatives) of the 4 control points at offsets
     t, t-1, t-2, t-3 from the first one (0 <= t - 1 < 1)."""
@@ -421,7 +421,7 @@ def _b3_weights(t, w, dw):
             dw[k] = 0.0
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _bspline_kernel(ci, size, coef, jacobian, out_d, out_j):
     """Displacement (and d displacement / d continuous index) of a cubic B-spline at
     continuous grid indices ``ci`` (n, 3; x, y, z). Zero outside ITK's valid region

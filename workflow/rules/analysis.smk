@@ -68,7 +68,7 @@ rule region_tables:
         TASK_SCRIPT
 
 
-TARGETS += per_sample(rules.region_tables.output.csv)
-TARGETS += per_sample(rules.region_tables.output.summary)
+TARGETS += per_sample(rules.region_tables.output.csv, stage="region_tables")
+TARGETS += per_sample(rules.region_tables.output.summary, stage="region_tables")
 if VOXELIZE.enabled:
-    TARGETS += per_sample(f"{SD}/maps/density.ome.zarr")
+    TARGETS += per_sample(f"{SD}/maps/density.ome.zarr", stage="density_maps")

@@ -19,7 +19,7 @@ rule annotation_export:
         task="annotate",
         action="export",
         annotate=lambda w: cfg(w).steps.annotate.model_dump(mode="json"),
-        atlas=lambda w: cfg(w).atlas.model_dump(mode="json"),
+        atlas=atlas_params,
         channel=lambda w: cfg(w).channels.signal.model_dump(mode="json"),
     script:
         TASK_SCRIPT

@@ -75,5 +75,5 @@ TARGETS += [
     *per_sample(rules.threshold_cells.output.csv),
     *per_sample(rules.qc_cells.output.png),
     *per_sample(rules.qc_cells.output.overlay),
-    *per_sample(rules.cells_atlas.output.parquet),
+    *per_sample(rules.cells_atlas.output.parquet, stage="cells_atlas"),
 ]

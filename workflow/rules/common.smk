@@ -9,10 +9,17 @@ import re
 import sys
 from pathlib import Path
 
-from spimflow.blocks import block_memory_mb
-from spimflow.checks import load_and_check
+from spimflow.blocks import BlockPlan, block_memory_mb
+from spimflow.checks import load_and_check, skip_notice, skipped_stages
 from spimflow.cohort import covariate_table
 from spimflow.errors import ConfigError
+from spimflow.housekeeping import (
+    stale_lock_notice,
+    sweep_temporaries,
+    temporaries_notice,
+    unlock_command_for,
+)
+from spimflow.provenance import changed_since, inputs_fingerprint, sample_inputs
 from spimflow.steps.detect import required_overlap
 
 _CONFIG_SOURCE = ", ".join(str(p) for p in workflow.configfiles) or "config"
@@ -23,6 +30,13 @@ except ConfigError as _exc:
     sys.exit(1)
 
 SAMPLES = RUN.samples  # sample id -> SampleConfig
+# The first line of the run: which stages it leaves out and why (no atlas, no autofluorescence).
+for _sample, _cfg in SAMPLES.items():
+    if skip_notice(_cfg):
+        _who = f" [{_sample}]" if len(SAMPLES) > 1 else ""
+        sys.stderr.write(f"{skip_notice(_cfg)}{_who}\n")
+# sample -> the stages its run leaves out
+SKIPPED = {s: set(skipped_stages(c)[0]) for s, c in SAMPLES.items()}
 COHORT = RUN.cohort  # CohortConfig or None
 RESULTS = str(RUN.results)
 SD = f"{RESULTS}/{{sample}}"  # results/<sample>, as a pattern
@@ -67,16 +81,22 @@ def bench_path(name):
     return f"{SD}/benchmarks/{name}.tsv"
 
 
-def per_sample(pattern, **wildcards):
-    """``pattern`` expanded for every sample of the run."""
-    return expand(pattern, sample=list(SAMPLES), **wildcards)
+def runs(stage):
+    """The samples whose run includes ``stage`` (a rule name; see SKIPPED)."""
+    return [s for s in SAMPLES if stage not in SKIPPED[s]]
 
 
-def per_channel(pattern):
-    """``pattern`` expanded for every channel of every sample."""
+def per_sample(pattern, stage=None, **wildcards):
+    """``pattern`` expanded for every sample of the run (that runs ``stage``, when given)."""
+    return expand(pattern, sample=runs(stage) if stage else list(SAMPLES), **wildcards)
+
+
+def per_channel(pattern, stage=None):
+    """``pattern`` expanded for every channel of every sample (that runs ``stage``)."""
     return [
         p
         for s, c in SAMPLES.items()
+        if stage is None or stage not in SKIPPED[s]
         for p in expand(pattern, sample=s, channel=list(c.channels.all()))
     ]
 
@@ -100,10 +120,18 @@ def channel_source_inputs(wildcards):
 
 
 def atlas_inputs(wildcards):
-    """The atlas files (the demo manifest when the demo rule makes the atlas)."""
+    """The atlas files (the demo manifest when the demo job makes the atlas): a BrainGlobe
+    folder's metadata.json, structures.json, annotation.tiff (+ reference, hemispheres),
+    also for an atlas given by name (resolved to its cache folder before the DAG)."""
     if cfg(wildcards).demo:
         return demo_manifest(wildcards)
     return [str(p) for p in cfg(wildcards).atlas.files(Path("."))]
+
+
+def atlas_params(wildcards):
+    """The atlas config handed to a task (None for a run without an atlas)."""
+    atlas = cfg(wildcards).atlas
+    return atlas.model_dump(mode="json") if atlas is not None else None
 
 
 def raw_channel(channel):
@@ -131,12 +159,28 @@ def register_inputs(wildcards):
 
 
 def detect_memory_mb(wildcards):
-    """Memory of one detection block job, from the block size and the overlap the filters need."""
+    """Memory of one detection block job: from the block plan's largest read region (clipped
+    to the volume), or before there is a plan from the block size and the overlap."""
     detect = cfg(wildcards).steps.detect
+    plan = Path(expand(rules.detect_plan.output.plan, sample=wildcards.sample)[0])
+    if plan.is_file():
+        return block_memory_mb(
+            BlockPlan.load(plan), illumination=detect.illumination.enabled
+        )
     overlap = detect.blocks.overlap or required_overlap(
         cfg(wildcards).channels.signal.voxel_size, detect
     )
     return block_memory_mb(detect.blocks.size, overlap, detect.illumination.enabled)
+
+
+def parallel_jobs():
+    """How many jobs can run at once: --cores locally, --jobs on a cluster (at least 1)."""
+    counts = [
+        n
+        for n in (getattr(workflow, "cores", None), getattr(workflow, "nodes", None))
+        if isinstance(n, int)
+    ]
+    return max(counts, default=1)
 
 
 def detect_batch_inputs(wildcards):
@@ -173,14 +217,16 @@ def cohort_atlas():
 
 def annotation_export_inputs(wildcards):
     """All detections, the thresholded ones, the signal (for plane count and files) and,
-    for region acronyms in the marker text, the registration."""
-    return {
+    for region acronyms in the marker text, the registration (when there is one)."""
+    inputs = {
         "cells_raw": rules.detect_gather.output.cells,
         "cells": rules.threshold_cells.output.parquet,
         "signal": raw_channel("signal"),
-        "registration": rules.register.output.summary,
-        "atlas": atlas_inputs(wildcards),
     }
+    if "register" not in SKIPPED[wildcards.sample]:
+        inputs["registration"] = rules.register.output.summary
+        inputs["atlas"] = atlas_inputs(wildcards)
+    return inputs
 
 
 def annotation_import_inputs(wildcards):
@@ -202,3 +248,76 @@ def counted_cells(wildcards):
     if cfg(wildcards).steps.annotate.use_curated:
         return rules.annotation_import.output.parquet
     return rules.threshold_cells.output.parquet
+
+
+# -- kill, resume, provenance (docs/cluster.md, docs/outputs.md) -----------------------------
+
+
+def _generated_by_workflow(path, sample_cfg):
+    """Whether an input is made by the run itself (the demo's files, the annotation project)."""
+    p = Path(path).resolve()
+    made = [Path(RESULTS).resolve()] + (
+        [Path(sample_cfg.demo.out_dir).resolve()] if sample_cfg.demo else []
+    )
+    return any(p.is_relative_to(m) for m in made)
+
+
+def provenance_inputs(wildcards):
+    """What the provenance depends on: the sample's input files (as its jobs see them: the
+    demo manifest for a demo brain) and its other final outputs (so it is written last and
+    re-written whenever they are)."""
+    c = cfg(wildcards)
+    sources = [
+        p
+        for channel in c.channels.all()
+        for p in channel_source_inputs(
+            Namespace(sample=wildcards.sample, channel=channel)
+        )
+    ]
+    sources += atlas_inputs(wildcards) if c.atlas is not None else []
+    sources += [str(p) for p in c.steps.registration.parameter_files]
+    own = f"{RESULTS}/{wildcards.sample}/"
+    mine = expand(rules.provenance.output.json, sample=wildcards.sample)
+    results = [str(t) for t in TARGETS if str(t).startswith(own) and str(t) not in mine]
+    return {"sources": sorted(set(sources)), "results": results}
+
+
+def provenance_fingerprint(wildcards):
+    """Sizes and times of the sample's input files that the run does not make itself: the
+    provenance is redone when one changes, even to an older time (see docs/outputs.md).
+    """
+    c = cfg(wildcards)
+    return inputs_fingerprint(
+        p for _, p in sample_inputs(c) if not _generated_by_workflow(p, c)
+    )
+
+
+def output_roots():
+    """The folders a run writes to: results/<sample> of every brain, demo folders, the cohort's."""
+    return [f"{RESULTS}/{s}" for s in SAMPLES] + list(DEMOS) + ([CD] if CD else [])
+
+
+def on_start():
+    """When jobs are about to run: remove the temporaries killed jobs left (see
+    spimflow.io.atomic) and say what was removed or left."""
+    notice = temporaries_notice(sweep_temporaries(output_roots()))
+    if notice:
+        sys.stderr.write(f"{notice}\n")
+
+
+# Said before anything runs (main process only, not in cluster jobs): a lock left by a killed
+# run, with the command that removes it, and every input changed since the results were made.
+if workflow.is_main_process and not {"--unlock", "--nolock"} & set(sys.argv):
+    _notice = stale_lock_notice(
+        Path.cwd(),
+        unlock_command_for(
+            sys.argv, workflow.configfiles, workflow.main_snakefile, Path.cwd()
+        ),
+    )
+    if _notice:
+        sys.stderr.write(f"{_notice}\n")
+    for _sample, _cfg in SAMPLES.items():
+        for _line in changed_since(f"{RESULTS}/{_sample}/provenance.json", _cfg):
+            sys.stderr.write(
+                f"spimflow: [{_sample}] {_line} (since its provenance.json)\n"
+            )

@@ -14,6 +14,8 @@ checkpoint detect_plan:
         bench_path("detect_plan")
     resources:
         mem_mb=1000,
+        # not a param: a run with other --cores must not re-plan (and redo) the detection
+        parallel_jobs=parallel_jobs(),
     params:
         task="detect",
         action="plan",

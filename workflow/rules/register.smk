@@ -37,7 +37,7 @@ rule register:
         TASK_SCRIPT
 
 
-TARGETS += per_sample(rules.register.output.summary)
+TARGETS += per_sample(rules.register.output.summary, stage="register")
 
 
 rule atlas_overlay:
@@ -60,4 +60,4 @@ rule atlas_overlay:
         TASK_SCRIPT
 
 
-TARGETS += per_sample(rules.atlas_overlay.output.zarr)
+TARGETS += per_sample(rules.atlas_overlay.output.zarr, stage="atlas_overlay")

@@ -23,4 +23,4 @@ rule resample:
         TASK_SCRIPT
 
 
-TARGETS += per_channel(rules.resample.output.zarr)
+TARGETS += per_channel(rules.resample.output.zarr, stage="resample")

@@ -25,7 +25,6 @@ import itertools
 import json
 import os
 import sqlite3
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ from spimflow.annotate.coords import CLICKPOINTS_PIXEL_OFFSET, clickpoints_to_vo
 from spimflow.annotate.errors import AnnotationError, NotAProjectError, ReadOnlyProjectError
 from spimflow.annotate.masks import decode_mask, encode_mask
 from spimflow.annotate.smarttext import render_text, resolve_text
-from spimflow.io.atomic import atomic_path
+from spimflow.io.atomic import atomic_path, claimed_temporary
 
 __all__ = [
     "CLICKPOINTS_PIXEL_OFFSET",
@@ -184,18 +183,18 @@ def _create_file(path: Path, replace: bool = True) -> None:
             _remove_journals(path)  # a stale WAL of a replaced file must not be replayed into the new one
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        _init_file(tmp)
+    with claimed_temporary(path) as tmp:
         try:
-            os.link(tmp, path)  # fails if the file appeared meanwhile
-        except FileExistsError:
-            pass
-        except OSError:  # no hard links on this file system
-            if not path.exists():
-                os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+            _init_file(tmp)
+            try:
+                os.link(tmp, path)  # fails if the file appeared meanwhile
+            except FileExistsError:
+                pass
+            except OSError:  # no hard links on this file system
+                if not path.exists():
+                    os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def _inspect(path: Path, timeout: float) -> tuple[int, set[str], list[str], list[str]]:

@@ -333,6 +333,45 @@ def load_allen(
     )
 
 
+#: Largest fraction of the labelled atlas voxels whose label may be missing from the
+#: ontology (a warning); above it the atlas is refused (every cell there would have no
+#: acronym and no parent region).
+MAX_UNKNOWN_LABEL_FRACTION = 0.01
+
+
+def check_unknown_labels(atlas: Atlas) -> None:
+    """Warn about annotation labels missing from the ontology; refuse the atlas above
+    :data:`MAX_UNKNOWN_LABEL_FRACTION` of its labelled voxels.
+
+    Parameters
+    ----------
+    atlas : Atlas
+        The loaded atlas.
+
+    Raises
+    ------
+    InputFileError
+        If too many labelled voxels carry labels the ontology does not know.
+    """
+    unknown = atlas.unknown_labels()
+    if not unknown:
+        return
+    total = sum(unknown.values())
+    labelled = max(int(np.count_nonzero(atlas.annotation)), 1)
+    shown = ", ".join(f"{k} ({v} voxels)" for k, v in list(unknown.items())[:20])
+    more = " ..." if len(unknown) > 20 else ""
+    text = (
+        f"{atlas.source}: {len(unknown)} label(s) in the annotation are not in the ontology "
+        f"({total} voxels, {100 * total / labelled:.2f}% of the labelled voxels): {shown}{more}"
+    )
+    if total / labelled > MAX_UNKNOWN_LABEL_FRACTION:
+        raise InputFileError(
+            f"{text}; expected at most {100 * MAX_UNKNOWN_LABEL_FRACTION:g}% — is the ontology "
+            "(structures.json / ontology JSON) the one of this annotation?"
+        )
+    log.warning("%s; they keep their raw id and have no acronym", text)
+
+
 def load_atlas(cfg, base: str | Path = ".") -> Atlas:
     """Load the atlas a config describes and crop it to the configured hemisphere.
 
@@ -353,13 +392,14 @@ def load_atlas(cfg, base: str | Path = ".") -> Atlas:
     Raises
     ------
     ConfigError
-        If the config is invalid.
+        If the config is invalid, or an atlas given by ``name`` is not in the BrainGlobe
+        cache folder (it is not fetched here; see :mod:`spimflow.atlas.cache`).
     InputFileError
         If a file is missing or malformed.
     """
     base = Path(base)
     if cfg.format == "brainglobe":
-        atlas = load_brainglobe(base / cfg.path)
+        atlas = load_brainglobe(cfg.folder(base))  # ``path``, or ``name`` found in the BrainGlobe cache
     elif cfg.format == "allen":
         atlas = load_allen(
             base / cfg.annotation,
@@ -371,19 +411,7 @@ def load_atlas(cfg, base: str | Path = ".") -> Atlas:
         )
     else:  # the config model only allows the two formats above
         raise ConfigError(f"atlas.format: unknown atlas format {cfg.format!r}")
-    unknown = atlas.unknown_labels()
-    if unknown:
-        total = sum(unknown.values())
-        shown = ", ".join(f"{k} ({v} voxels)" for k, v in list(unknown.items())[:20])
-        log.warning(
-            "%s: %d label(s) in the annotation are not in the ontology (%d voxels; they keep "
-            "their raw id and have no acronym): %s%s",
-            atlas.source,
-            len(unknown),
-            total,
-            shown,
-            " ..." if len(unknown) > 20 else "",
-        )
+    check_unknown_labels(atlas)
     if cfg.hemisphere != "both":
         atlas = atlas.crop_hemisphere(cfg.hemisphere)
     return atlas

@@ -48,7 +48,14 @@ from spimflow.errors import ConfigError
 from spimflow.geometry import ResampleGrid
 from spimflow.io.atomic import atomic_path
 
-__all__ = ["make_demo", "load_truth", "true_sample_to_atlas", "true_resampled_to_atlas", "PRESETS"]
+__all__ = [
+    "make_demo",
+    "write_demo_atlas",
+    "load_truth",
+    "true_sample_to_atlas",
+    "true_resampled_to_atlas",
+    "PRESETS",
+]
 DEMO_VERSION = "1"
 
 
@@ -198,6 +205,16 @@ def make_demo(
     with atomic_path(out / "demo.json") as tmp:
         tmp.write_text(json.dumps(manifest, indent=2))
     return manifest
+
+
+def write_demo_atlas(folder: str | Path) -> Path:
+    """Write only the demo atlas, as a BrainGlobe atlas folder, to ``folder`` (a few
+    seconds, no sample): e.g. to fill a BrainGlobe cache folder (``<name>_v<version>/``)
+    without downloading anything. The same atlas :func:`make_demo` writes."""
+    folder = Path(folder)
+    with atomic_path(folder) as tmp:
+        _write_atlas(tmp, build_atlas())
+    return folder
 
 
 def load_truth(demo_dir: str | Path) -> dict[str, Any]:

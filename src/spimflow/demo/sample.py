@@ -37,10 +37,10 @@ PRESETS = {
 }
 
 
-def raw_plane_points(grid: ResampleGrid, z: int) -> np.ndarray:
-    """Raw voxel coordinates (n, 3) of every voxel of raw plane z, row-major (y, x)."""
+def raw_plane_points(grid: ResampleGrid, z: int, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
+    """Raw voxel coordinates (n, 3) of the voxels of raw plane z (optionally a window), row-major (y, x)."""
     _, ny, nx = grid.raw_shape
-    yy, xx = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+    yy, xx = np.meshgrid(np.arange(ny)[rows], np.arange(nx)[cols], indexing="ij")
     return np.stack([np.full(yy.size, z, float), yy.ravel(), xx.ravel()], axis=1)
 
 
@@ -137,36 +137,56 @@ def _thin_by_distance(points_um: np.ndarray, min_dist: float) -> np.ndarray:
     return np.asarray(kept, dtype=int)
 
 
-def render_cells_plane(z: int, cells: dict[str, np.ndarray], geom: ResampleGrid) -> np.ndarray:
-    """Sum of the Gaussian blobs of all cells on raw plane z (float, (y, x))."""
+def render_cells_plane(
+    z: int, cells: dict[str, np.ndarray], geom: ResampleGrid, rows: slice = slice(None), cols: slice = slice(None)
+) -> np.ndarray:
+    """Sum of the Gaussian blobs of all cells on raw plane z (float, (y, x)), optionally a window of it."""
     _, ny, nx = geom.raw_shape
+    ys, xs = np.arange(ny)[rows], np.arange(nx)[cols]
     vs = np.asarray(geom.raw_voxel_size)
-    out = np.zeros((ny, nx))
+    out = np.zeros((len(ys), len(xs)))
+    if not len(ys) or not len(xs):
+        return out
     sig_vox = cells["sigma_um"][:, None] / vs[None, :]
     near = np.nonzero(np.abs(cells["raw"][:, 0] - z) <= 3.5 * sig_vox[:, 0])[0]
     for i in near:
         cz, cy, cx = cells["raw"][i]
         sz, sy, sx = sig_vox[i]
-        y0, y1 = max(0, int(cy - 3.5 * sy)), min(ny, int(cy + 3.5 * sy) + 2)
-        x0, x1 = max(0, int(cx - 3.5 * sx)), min(nx, int(cx + 3.5 * sx) + 2)
+        y0, y1 = max(ys[0], int(cy - 3.5 * sy)), min(ys[-1] + 1, int(cy + 3.5 * sy) + 2)
+        x0, x1 = max(xs[0], int(cx - 3.5 * sx)), min(xs[-1] + 1, int(cx + 3.5 * sx) + 2)
+        if y1 <= y0 or x1 <= x0:
+            continue
         gy = np.exp(-0.5 * ((np.arange(y0, y1) - cy) / sy) ** 2)
         gx = np.exp(-0.5 * ((np.arange(x0, x1) - cx) / sx) ** 2)
         gz = np.exp(-0.5 * ((z - cz) / sz) ** 2)
-        out[y0:y1, x0:x1] += cells["amplitude"][i] * gz * gy[:, None] * gx[None, :]
+        oy, ox = y0 - ys[0], x0 - xs[0]
+        out[oy : oy + y1 - y0, ox : ox + x1 - x0] += cells["amplitude"][i] * gz * gy[:, None] * gx[None, :]
     return out
 
 
 def render_planes(
-    z: int, atlas: DemoAtlas, tf: dict, geom: ResampleGrid, cells: dict, flat: np.ndarray, seed: int
+    z: int,
+    atlas: DemoAtlas,
+    tf: dict,
+    geom: ResampleGrid,
+    cells: dict,
+    flat: np.ndarray,
+    seed: int,
+    rows: slice = slice(None),
+    cols: slice = slice(None),
 ) -> tuple[np.ndarray, np.ndarray]:
     """(autofluorescence, signal) uint16 planes for raw plane z: atlas reference pulled
-    through T, the flat-field, cell blobs, photon (Poisson) and read noise."""
+    through T, the flat-field, cell blobs, photon (Poisson) and read noise. ``rows`` and
+    ``cols`` (unit-step slices) render a window only (same image, other noise draws)."""
     rng = np.random.default_rng([seed, z, 7])
     _, ny, nx = geom.raw_shape
-    atlas_vox = oriented_um_to_atlas_um(raw_to_oriented_um(geom, raw_plane_points(geom, z)), tf) / ATLAS_VOXEL_UM
-    tissue = pull_atlas(atlas.reference.astype(np.float32), atlas_vox, order=1).reshape(ny, nx)
-    auto = tissue * flat
-    signal = (0.1 * tissue + render_cells_plane(z, cells, geom)) * flat
+    wy, wx = len(np.arange(ny)[rows]), len(np.arange(nx)[cols])
+    points = raw_plane_points(geom, z, rows, cols)
+    atlas_vox = oriented_um_to_atlas_um(raw_to_oriented_um(geom, points), tf) / ATLAS_VOXEL_UM
+    tissue = pull_atlas(atlas.reference.astype(np.float32), atlas_vox, order=1).reshape(wy, wx)
+    window = flat[rows, cols]
+    auto = tissue * window
+    signal = (0.1 * tissue + render_cells_plane(z, cells, geom, rows, cols)) * window
     planes = []
     for image in (auto, signal):
         noisy = rng.poisson(np.maximum(image, 0)) + CAMERA_OFFSET + rng.normal(0, READ_NOISE, image.shape)

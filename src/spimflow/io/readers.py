@@ -40,7 +40,8 @@ __all__ = ["AXES", "OPENERS", "VolumeReader", "native", "natural_key", "open_sou
 
 
 def _pattern(source: Any, base: Path, crop: Any) -> VolumeReader:
-    return PlaneFilesReader(list_pattern_files(source.path, base), base / source.path, crop=crop, fmt="pattern")
+    files = list_pattern_files(source.path, base, allow_gaps=getattr(source, "allow_gaps", False))
+    return PlaneFilesReader(files, base / source.path, crop=crop, fmt="pattern")
 
 
 def _folder(source: Any, base: Path, crop: Any) -> VolumeReader:

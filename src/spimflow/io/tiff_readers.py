@@ -65,11 +65,33 @@ def _plane_number(name: str, rx: re.Pattern) -> int | None:
     return int(ints[-1]) if ints else None
 
 
-def list_pattern_files(pattern: str, base_dir: str | Path = ".") -> list[Path]:
+def list_pattern_files(pattern: str, base_dir: str | Path = ".", allow_gaps: bool = False) -> list[Path]:
     """Files in ``<base>/<folder of pattern>`` whose names fully match the pattern's regex, by z number.
 
     The z number is the named group ``z`` (or the only group) of the regex, else the last
     integer in the file name; numbers compare as integers (``Z9`` before ``Z10``).
+
+    Parameters
+    ----------
+    pattern : str
+        Folder plus regular expression of the file names.
+    base_dir : str or Path, optional
+        Folder the pattern is relative to.
+    allow_gaps : bool, optional
+        Missing plane numbers are an error (stacking without them would shift every later
+        plane); with True each missing plane is the nearest plane below it, repeated, so
+        every plane keeps its true z.
+
+    Returns
+    -------
+    list of Path
+        One file per z plane from the first to the last number.
+
+    Raises
+    ------
+    InputFileError
+        If the folder is missing, no file matches, two files share a number, or (without
+        ``allow_gaps``) numbers are missing.
     """
     pat = Path(pattern)
     folder = Path(base_dir) / pat.parent
@@ -99,16 +121,47 @@ def list_pattern_files(pattern: str, base_dir: str | Path = ".") -> list[Path]:
             )
         numbered[z] = n
     zs = sorted(numbered)
-    if zs[-1] - zs[0] + 1 != len(zs):
-        missing = sorted(set(range(zs[0], zs[-1] + 1)) - set(zs))
-        log.warning(
-            "%s: plane numbers %d..%d have gaps (missing %s); planes are stacked without them",
-            folder,
-            zs[0],
-            zs[-1],
-            missing[:10],
+    missing = sorted(set(range(zs[0], zs[-1] + 1)) - set(zs))
+    if missing and not allow_gaps:
+        raise InputFileError(
+            f"{folder}: plane numbers {zs[0]}..{zs[-1]} have gaps (missing {_ranges(missing)}); stacking without "
+            "them would shift every later plane in z. Restore the missing planes, or set source.allow_gaps: true "
+            "to repeat the plane below each gap (keeps the true z of every plane)"
         )
-    return [folder / numbered[z] for z in zs]
+    if missing:
+        log.warning("%s: missing planes %s are filled with the plane below each gap", folder, _ranges(missing))
+    files, last = [], None
+    for z in range(zs[0], zs[-1] + 1):
+        last = numbered.get(z, last)
+        files.append(folder / last)
+    return files
+
+
+def _ranges(numbers: list[int]) -> str:
+    """Compact text of sorted integers, e.g. ``3, 7-9``.
+
+    Parameters
+    ----------
+    numbers : list of int
+        Sorted integers.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> _ranges([3, 7, 8, 9, 12])
+    '3, 7-9, 12'
+    """
+    parts, start = [], None
+    for i, n in enumerate(numbers):
+        if start is None:
+            start = n
+        if i + 1 == len(numbers) or numbers[i + 1] != n + 1:
+            parts.append(str(start) if start == n else f"{start}-{n}")
+            start = None
+    return ", ".join(parts)
 
 
 def list_folder_files(folder: str | Path) -> list[Path]:
@@ -218,6 +271,8 @@ class TiffStackReader(VolumeReader):
         path = Path(path)
         self._tif = _open_tiff(path, "a multi-page TIFF stack, one page per z plane")
         try:
+            if not self._tif.series:
+                raise InputFileError(f"{path}: no image in this TIFF file (no readable page); is the file complete?")
             series = self._tif.series[0]
             if len(self._tif.series) > 1:
                 shapes = [f"{tuple(s.shape)} {s.dtype}" for s in self._tif.series[:4]]

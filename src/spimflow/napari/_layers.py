@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from spimflow.atlas import Ontology
 from spimflow.config import SampleConfig
-from spimflow.errors import InputFileError
+from spimflow.errors import ConfigError, InputFileError
 from spimflow.geometry import ResampleGrid
 from spimflow.io.omezarr import open_ome_zarr
 
@@ -64,8 +64,13 @@ def workdir_of(results_dir: Path, cfg: SampleConfig) -> Path:
 
 
 def ontology_of(results_dir: Path, cfg: SampleConfig) -> Ontology | None:
-    """The atlas ontology of a run (None when its file cannot be found)."""
-    path = cfg.atlas.ontology_file(workdir_of(results_dir, cfg))
+    """The atlas ontology of a run (None for a detection-only run, or when its file cannot be found)."""
+    if cfg.atlas is None:
+        return None
+    try:
+        path = cfg.atlas.ontology_file(workdir_of(results_dir, cfg))
+    except ConfigError:  # an atlas by name that is no longer in the BrainGlobe cache
+        return None
     return Ontology.from_file(path) if path.is_file() else None
 
 

@@ -2,15 +2,16 @@
 compare it with hand-clicked markers while changing the main parameters.
 
 The detection on a box is exactly the workflow's (block independence, see
-:mod:`spimflow.blocks`): the box plus the :func:`~spimflow.steps.detect.required_overlap`
-margin is read and :func:`~spimflow.steps.detect.detect_block` reports the cells whose
+:mod:`spimflow.blocks`): :func:`~spimflow.tuning.detect_in_box` reads the box plus the
+:func:`~spimflow.steps.detect.required_overlap` margin and reports the cells whose
 centre lies in the box, the same cells (same floats) a whole-volume run finds there with
 the same parameters. The thresholds of ``steps.threshold`` are then applied, as the
 workflow does before counting.
 
-Everything the widget computes is a plain function here (box from the view, the
-detection on a box, the metrics, the parameters and the YAML snippet);
-:class:`TuningWidget` only wires them to Qt controls.
+Everything the widget computes is a plain function: the headless ones (detection on a
+box, metrics, the YAML snippet) in :mod:`spimflow.tuning`, shared with ``spimflow
+tune``; the view and layer ones here. :class:`TuningWidget` only wires them to Qt
+controls.
 
 Coordinates: boxes and cells are (z, y, x) voxels of the raw signal volume, half-open
 boxes ``[start, stop)`` as in ``spimflow evaluate --box``; napari world coordinates are
@@ -19,12 +20,10 @@ micrometres (the signal layer's scale is its voxel size).
 
 from __future__ import annotations
 
-import copy
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,70 +49,37 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from spimflow.blocks import check_detect_config, sort_cells
-from spimflow.config import SampleConfig
 from spimflow.errors import InputFileError, SpimflowError
-from spimflow.io.omezarr import open_ome_zarr
 from spimflow.napari._layers import points_layer, results_dir_of, sample_config
 from spimflow.params.detect import DetectParams, ThresholdParams
-from spimflow.steps.detect import IlluminationField, detect_block, empty_cells, required_overlap, threshold_cells
-from spimflow.steps.detect.evaluate import evaluate_against_markers, in_box, parse_box
-from spimflow.steps.detect.threshold import check_threshold_config
-
-Box = tuple[tuple[float, float], tuple[float, float], tuple[float, float]]
-IntBox = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+from spimflow.steps.detect import threshold_cells
+from spimflow.steps.detect.evaluate import parse_box
+from spimflow.tuning import (  # noqa: F401 - the widget's functions, importable from here too
+    DEFAULT_RADIUS_UM,
+    ILLUMINATION_FIELD,
+    Box,
+    IntBox,
+    TuningSource,
+    apply_snippet,
+    box_metrics,
+    detect_in_box,
+    format_box,
+    open_source,
+    params_snippet,
+    read_region,
+    read_voxels,
+    snippet_problems,
+    snippet_yaml,
+)
 
 #: Name of the Points layer showing the candidates.
 CANDIDATES_LAYER = "tuning candidates"
-#: Default matching radius of the metrics (µm), as ``spimflow evaluate``.
-DEFAULT_RADIUS_UM = 10.0
 #: The widget refuses boxes whose read region (box + overlap) has more voxels than this.
 MAX_READ_VOXELS = 40_000_000
 CANDIDATE_COLOUR = np.array([1.0, 0.85, 0.0, 1.0])
-ILLUMINATION_FIELD = Path("cells") / "blocks" / "illumination.npz"
 
 
 # -- the source: a results folder ---------------------------------------------------------------
-
-
-@dataclass
-class TuningSource:
-    """What the tuning runs on: a results folder's raw signal and resolved config.
-
-    Attributes
-    ----------
-    results_dir : Path
-        The ``results/<sample>`` folder.
-    config : SampleConfig
-        Its ``config.resolved.yaml``; ``steps.detect`` and ``steps.threshold`` are the
-        starting parameters.
-    array : array_like
-        Level 0 of ``raw/signal.ome.zarr``, (z, y, x).
-    voxel_size : tuple of float
-        Voxel size (z, y, x) of the signal, µm (from the zarr, as the workflow's detection).
-    illumination : IlluminationField or None
-        The run's flat-field (``cells/blocks/illumination.npz``) when illumination
-        correction is enabled and the file exists.
-    notes : list of str
-        Things the user should know (e.g. illumination correction switched off).
-    """
-
-    results_dir: Path
-    config: SampleConfig
-    array: Any
-    voxel_size: tuple[float, float, float]
-    illumination: IlluminationField | None
-    notes: list[str]
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """Shape (z, y, x) of the signal volume, voxels."""
-        return tuple(int(s) for s in self.array.shape)  # type: ignore[return-value]
-
-    @property
-    def illumination_off(self) -> bool:
-        """True when the config enables illumination correction but the run's field is missing."""
-        return self.config.steps.detect.illumination.enabled and self.illumination is None
 
 
 def load_source(results_dir: str | Path) -> TuningSource:
@@ -137,24 +103,7 @@ def load_source(results_dir: str | Path) -> TuningSource:
     folder = results_dir_of(path)
     if folder is None:
         raise InputFileError(f"{path}: not in a results folder (no config.resolved.yaml in it or above it)")
-    cfg = sample_config(folder)
-    signal = folder / "raw" / "signal.ome.zarr"
-    img = open_ome_zarr(signal)
-    notes = []
-    field = None
-    if cfg.steps.detect.illumination.enabled:
-        npz = folder / ILLUMINATION_FIELD
-        if npz.is_file():
-            field = IlluminationField.load(npz)
-        else:
-            notes.append(
-                f"illumination correction is enabled but {npz} does not exist (run the workflow's "
-                "detect_illumination rule): tuning runs WITHOUT it, so candidates differ from the workflow's"
-            )
-    cfg_vs = tuple(float(v) for v in cfg.channels.signal.voxel_size)
-    if not np.allclose(cfg_vs, img.voxel_size):
-        notes.append(f"the zarr's voxel size {img.voxel_size} differs from the config's {cfg_vs}; using the zarr's")
-    return TuningSource(folder, cfg, img.array, img.voxel_size, field, notes)
+    return open_source(folder, sample_config(folder))
 
 
 def find_results_dir(layers: Iterable) -> Path | None:
@@ -248,166 +197,6 @@ def box_from_view(
     return tuple(out)  # type: ignore[return-value]
 
 
-def format_box(box: Box | IntBox) -> str:
-    """Write a box as ``z0:z1,y0:y1,x0:x1`` (the form ``spimflow evaluate --box`` reads).
-
-    Parameters
-    ----------
-    box : tuple of three (start, stop) pairs
-        Voxels, half-open.
-
-    Returns
-    -------
-    str
-
-    Examples
-    --------
-    >>> format_box(((8, 13), (0, 101), (0.5, 151.0)))
-    '8:13,0:101,0.5:151'
-    """
-    return ",".join(f"{float(a):g}:{float(b):g}" for a, b in box)
-
-
-def read_region(
-    box: Box | IntBox, volume_shape: Sequence[int], voxel_size: Sequence[float], params: DetectParams
-) -> tuple[IntBox, IntBox]:
-    """The block that holds every cell centred in ``box``: its core and its read region.
-
-    A cell belongs to the core holding its centre rounded to the nearest voxel (clipped
-    to the volume), so the core is the box's voxels plus the one just past its end; the
-    read region adds :func:`~spimflow.steps.detect.required_overlap`, clipped to the volume.
-
-    Parameters
-    ----------
-    box : tuple of three (start, stop) pairs
-        Voxels (z, y, x), half-open.
-    volume_shape : sequence of int
-        Volume shape (z, y, x).
-    voxel_size : sequence of float
-        Voxel size (z, y, x), µm.
-    params : DetectParams
-        Detection parameters (they set the overlap).
-
-    Returns
-    -------
-    core, read : tuple of three (int, int)
-        Half-open volume voxel ranges (z, y, x).
-
-    Raises
-    ------
-    ValueError
-        If a range of ``box`` is empty.
-
-    Examples
-    --------
-    >>> from spimflow.params.detect import DetectParams
-    >>> core, read = read_region(((10, 20), (0, 50), (100, 200)), (40, 300, 300), (4.0, 2.0, 2.0), DetectParams())
-    >>> core, read
-    (((10, 21), (0, 51), (100, 201)), ((0, 35), (0, 90), (61, 240)))
-    """
-    overlap = required_overlap(voxel_size, params)
-    core, read = [], []
-    for (a, b), n, o in zip(box, volume_shape, overlap):
-        if not float(a) < float(b):
-            raise ValueError(f"empty box range {a}:{b}; expected start < stop")
-        n = int(n)
-        lo = min(max(math.floor(float(a) + 0.5), 0), n - 1)
-        hi = min(max(math.floor(float(b) + 0.5), 0), n - 1) + 1
-        core.append((lo, hi))
-        read.append((max(0, lo - o), min(n, hi + o)))
-    return tuple(core), tuple(read)  # type: ignore[return-value]
-
-
-def read_voxels(read: IntBox) -> int:
-    """Number of voxels of a region.
-
-    Parameters
-    ----------
-    read : tuple of three (int, int)
-        Half-open voxel ranges.
-
-    Returns
-    -------
-    int
-
-    Examples
-    --------
-    >>> read_voxels(((0, 10), (5, 25), (0, 3)))
-    600
-    """
-    return int(np.prod([b - a for a, b in read]))
-
-
-# -- detection on a box ------------------------------------------------------------------------------
-
-
-def detect_in_box(
-    source,
-    box: Box | IntBox,
-    voxel_size: Sequence[float],
-    params: DetectParams,
-    *,
-    illumination: IlluminationField | None = None,
-    threshold: ThresholdParams | Mapping | None = None,
-) -> pd.DataFrame:
-    """The workflow's cells whose centre lies in ``box``, computed from the box and its margin only.
-
-    Equal (same rows, same floats) to the cells of
-    :func:`~spimflow.blocks.detect_volume` on the whole volume with the same parameters
-    that satisfy :func:`~spimflow.steps.detect.evaluate.in_box`, thresholded with
-    ``threshold`` when given.
-
-    Parameters
-    ----------
-    source : array_like
-        The whole (z, y, x) signal volume (numpy or zarr array; only the read region is read).
-    box : tuple of three (start, stop) pairs
-        Voxels (z, y, x), half-open.
-    voxel_size : sequence of float
-        Voxel size (z, y, x), µm.
-    params : DetectParams
-        Detection parameters.
-    illumination : IlluminationField, optional
-        The flat-field; required when ``params.illumination.enabled``.
-    threshold : ThresholdParams or mapping, optional
-        Ranges (``steps.threshold``, or its ``ranges`` mapping) to keep cells by.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Cell table (:data:`~spimflow.steps.detect.CELL_COLUMNS`), sorted by (z, y, x).
-
-    Raises
-    ------
-    ValueError
-        If illumination correction is enabled without ``illumination``, or the box is empty.
-
-    Examples
-    --------
-    >>> from spimflow.params.detect import DetectParams
-    >>> from spimflow.steps.detect.synthetic import make_synthetic_cells
-    >>> volume, truth = make_synthetic_cells((20, 60, 60), seed=1)
-    >>> cells = detect_in_box(volume, ((0, 20), (0, 30), (0, 60)), (4.0, 2.0, 2.0), DetectParams())
-    >>> bool(len(cells) > 0), bool((cells["y"] < 30).all())
-    (True, True)
-    """
-    shape = tuple(int(s) for s in source.shape)
-    core, read = read_region(box, shape, voxel_size, params)
-    gain = None
-    if params.illumination.enabled:
-        if illumination is None:
-            raise ValueError("illumination correction is enabled: pass the flat-field (cells/blocks/illumination.npz)")
-        gain = illumination.gain(*read)
-    raw = np.asarray(source[tuple(slice(a, b) for a, b in read)])
-    cells = detect_block(raw, voxel_size, params, offset=[a for a, _ in read], core=core, volume_shape=shape, gain=gain)
-    if len(cells):
-        cells = cells[in_box(cells[["z", "y", "x"]].to_numpy(), box)]
-    if threshold is not None:
-        ranges = threshold.ranges if isinstance(threshold, ThresholdParams) else threshold
-        cells = threshold_cells(cells, ranges)
-    return sort_cells(cells) if len(cells) else empty_cells()
-
-
 # -- markers and metrics -------------------------------------------------------------------------------
 
 
@@ -486,41 +275,6 @@ def layer_markers(layer, voxel_size: Sequence[float]) -> np.ndarray:
     """
     data = np.asarray(layer.data, float).reshape(-1, layer.ndim)
     return points_to_voxels(data, layer_world_matrix(layer), voxel_size)
-
-
-def box_metrics(
-    cells: pd.DataFrame | np.ndarray, markers: np.ndarray, voxel_size: Sequence[float], radius_um: float, box: Box
-) -> dict:
-    """Precision, recall and F1 of the cells against markers inside ``box`` (as ``spimflow evaluate``).
-
-    Parameters
-    ----------
-    cells : pandas.DataFrame or (n, 3) array_like
-        Detected cells (``z, y, x`` columns) or centres, voxels.
-    markers : (m, 3) array_like
-        Reference points (z, y, x), voxels.
-    voxel_size : sequence of float
-        Voxel size (z, y, x), µm.
-    radius_um : float
-        Largest distance of a matched pair, µm.
-    box : tuple of three (start, stop) pairs
-        The region compared, voxels, half-open.
-
-    Returns
-    -------
-    dict
-        ``detected, markers, matched, precision, recall, f1, box`` (see
-        :func:`~spimflow.steps.detect.evaluate.evaluate_against_markers`).
-
-    Examples
-    --------
-    >>> r = box_metrics(np.array([[1.0, 1, 1], [1, 5, 5]]), np.array([[1.0, 1, 2]]), (1, 1, 1), 2.0,
-    ...                 ((0, 3), (0, 9), (0, 9)))
-    >>> r["matched"], r["precision"], r["recall"]
-    (1, 0.5, 1.0)
-    """
-    centres = cells[["z", "y", "x"]].to_numpy() if isinstance(cells, pd.DataFrame) else np.asarray(cells, float)
-    return evaluate_against_markers(centres, np.asarray(markers, float), voxel_size, radius_um, box)
 
 
 # -- parameters and the snippet ---------------------------------------------------------------------
@@ -633,134 +387,6 @@ def apply_values(
         hi = t["ranges"].get("volume_um3", [None, None])[1]
         t["ranges"]["volume_um3"] = [values.volume_min_um3, hi]
     return DetectParams.model_validate(d), ThresholdParams.model_validate(t)
-
-
-def _diff(base: Mapping, new: Mapping, leaves: tuple[str, ...] = ("ranges",)) -> dict:
-    out = {}
-    for key, value in new.items():
-        old = base.get(key)
-        if isinstance(value, Mapping) and isinstance(old, Mapping) and key not in leaves:
-            sub = _diff(old, value, leaves)
-            if sub:
-                out[key] = sub
-        elif value != old:
-            out[key] = value
-    return out
-
-
-def params_snippet(
-    base_detect: DetectParams,
-    base_threshold: ThresholdParams,
-    detect: DetectParams,
-    threshold: ThresholdParams,
-) -> dict:
-    """The config keys that differ from the starting parameters, nested as in a sample config.
-
-    Parameters
-    ----------
-    base_detect, base_threshold : DetectParams, ThresholdParams
-        The config's ``steps.detect`` and ``steps.threshold``.
-    detect, threshold : DetectParams, ThresholdParams
-        The tuned parameters.
-
-    Returns
-    -------
-    dict
-        ``{"steps": {"detect": {...}, "threshold": {...}}}`` with only the changed keys
-        (JSON types: lists, not tuples; ``threshold.ranges`` complete when it changed);
-        empty when nothing changed.
-
-    Examples
-    --------
-    >>> from spimflow.params.detect import DetectParams, ThresholdParams
-    >>> d = DetectParams.model_validate({"maxima": {"threshold": 120.0}})
-    >>> params_snippet(DetectParams(), ThresholdParams(), d, ThresholdParams())
-    {'steps': {'detect': {'maxima': {'threshold': 120.0}}}}
-    """
-    steps = {}
-    for name, base, new in (("detect", base_detect, detect), ("threshold", base_threshold, threshold)):
-        changed = _diff(base.model_dump(mode="json"), new.model_dump(mode="json"))
-        if changed:
-            steps[name] = changed
-    return {"steps": steps} if steps else {}
-
-
-def snippet_yaml(snippet: Mapping, comment: str | None = None) -> str:
-    """Write a snippet as YAML, optionally after ``#`` comment lines.
-
-    Parameters
-    ----------
-    snippet : mapping
-        From :func:`params_snippet`.
-    comment : str, optional
-        Text put before the YAML, each line prefixed with ``# ``.
-
-    Returns
-    -------
-    str
-
-    Examples
-    --------
-    >>> print(snippet_yaml({"steps": {"threshold": {"ranges": {"volume_um3": [300.0, None]}}}}), end="")
-    steps:
-      threshold:
-        ranges:
-          volume_um3: [300.0, null]
-    """
-    head = "".join(f"# {line}\n" for line in comment.splitlines()) if comment else ""
-    body = yaml.safe_dump(dict(snippet), sort_keys=False, default_flow_style=None, allow_unicode=True)
-    return head + (body if snippet else "{}\n")
-
-
-def apply_snippet(config: Mapping, snippet: Mapping) -> dict:
-    """Merge a snippet into a config mapping (nested mappings merged key by key, as Snakemake
-    merges several ``--configfile``).
-
-    Parameters
-    ----------
-    config : mapping
-        A sample config (e.g. ``yaml.safe_load`` of the config file).
-    snippet : mapping
-        From :func:`params_snippet`.
-
-    Returns
-    -------
-    dict
-        A new mapping; ``config`` is not changed.
-
-    Examples
-    --------
-    >>> apply_snippet({"steps": {"detect": {"maxima": {"threshold": 80, "radius_um": 8}}}},
-    ...               {"steps": {"detect": {"maxima": {"threshold": 120}}}})
-    {'steps': {'detect': {'maxima': {'threshold': 120, 'radius_um': 8}}}}
-    """
-    out = copy.deepcopy(dict(config))
-    for key, value in snippet.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = apply_snippet(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def snippet_problems(detect: DetectParams, threshold: ThresholdParams, voxel_size: Sequence[float]) -> list[str]:
-    """What the workflow would refuse in the tuned parameters (block grid too small, ...).
-
-    Parameters
-    ----------
-    detect : DetectParams
-        Tuned detection parameters.
-    threshold : ThresholdParams
-        Tuned threshold ranges.
-    voxel_size : sequence of float
-        Voxel size (z, y, x), µm.
-
-    Returns
-    -------
-    list of str
-        One message per problem, naming the config key.
-    """
-    return check_detect_config(detect, voxel_size) + check_threshold_config(threshold.ranges, detect.shape.enabled)
 
 
 # -- the widget -------------------------------------------------------------------------------------------

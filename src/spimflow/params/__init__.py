@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 
 class StrictModel(BaseModel):
-    """Base for every config model: unknown keys are errors, values are validated on assignment."""
+    """Base for every config model: unknown keys are errors, values are validated on assignment,
+    and no float may be NaN or infinite (open ends are written null)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)

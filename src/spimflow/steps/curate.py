@@ -28,7 +28,14 @@ import numpy as np
 import pandas as pd
 
 from spimflow.params.detect import DetectParams
-from spimflow.steps.detect.chain import CELL_COLUMNS, Maxima, filter_chain, measure_cells, required_overlap
+from spimflow.steps.detect.chain import (
+    CELL_COLUMNS,
+    Maxima,
+    edge_distance,
+    filter_chain,
+    measure_cells,
+    required_overlap,
+)
 from spimflow.steps.detect.filters import IlluminationField
 
 KEPT = "cell"
@@ -36,6 +43,9 @@ REJECTED = "rejected"
 STYLE_KEY = "spimflow_cell"
 #: how far (voxels, in the plane) a marker may sit from its detection and still count as not moved
 MOVE_TOLERANCE = 1e-3
+
+#: The cell-table columns measured at a centre (all but the centre and the block).
+MEASURED = [c for c in CELL_COLUMNS if c not in ("z", "y", "x", "block")]
 
 
 def marker_style(cell_id: int) -> str:
@@ -259,7 +269,7 @@ def measure_at(
     Returns
     -------
     DataFrame
-        The measured columns of :data:`CELL_COLUMNS` (``size`` … ``mean_dog``), one row
+        The measured columns of :data:`CELL_COLUMNS` (``size`` … ``edge``), one row
         per point.
     """
     shape = np.asarray(source.shape)
@@ -275,9 +285,10 @@ def measure_at(
         flt = filter_chain(raw, voxel_size, params, gain)
         none = np.zeros((0, 3), np.int64)
         maxima = Maxima((peak - lo)[None].astype(np.int64), np.zeros((1, 3)), none, none)
-        rows.append({k: float(v[0]) for k, v in measure_cells(flt, maxima, np.array([0]), voxel_size, params).items()})
-    columns = [c for c in CELL_COLUMNS if c not in ("z", "y", "x", "block")]
-    return pd.DataFrame(rows, columns=columns)
+        row = {k: float(v[0]) for k, v in measure_cells(flt, maxima, np.array([0]), voxel_size, params).items()}
+        row["edge"] = float(edge_distance(p[None], shape, voxel_size)[0])
+        rows.append(row)
+    return pd.DataFrame(rows, columns=MEASURED)
 
 
 def curated_cells(
@@ -315,17 +326,16 @@ def curated_cells(
         ``curation``.
     """
     cur = curate(cells_raw, markers, kept)
-    measured = [c for c in CELL_COLUMNS if c not in ("z", "y", "x", "block")]
     table = pd.DataFrame({"z": cur["z"], "y": cur["y"], "x": cur["x"]})
     has = cur["cell_id"].to_numpy() >= 0
-    for c in [*measured, "block"]:
+    for c in [*MEASURED, "block"]:
         values = np.zeros(len(cur), dtype=CELL_COLUMNS[c])
         values[has] = cells_raw[c].to_numpy()[cur["cell_id"].to_numpy()[has]]
         table[c] = values
     again = cur["needs_measuring"].to_numpy()
     if again.any():
         fresh = measure_at(source, cur.loc[again, ["z", "y", "x"]].to_numpy(), voxel_size, params, illumination)
-        for c in measured:
+        for c in MEASURED:
             table.loc[again, c] = fresh[c].to_numpy().astype(CELL_COLUMNS[c])
         table.loc[again, "block"] = -1
     table = table.astype(CELL_COLUMNS)

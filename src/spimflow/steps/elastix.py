@@ -16,6 +16,8 @@ about 10 s, which only the registration job should pay.
 
 from __future__ import annotations
 
+import gc
+import os
 import re
 import tempfile
 import time
@@ -27,6 +29,7 @@ import numpy as np
 
 from spimflow.errors import ConfigError
 from spimflow.params.register import ElastixStage, RegisterParams
+from spimflow.steps.warp import warp_to_fixed
 from spimflow.transforms import ParameterMap, read_parameter_file
 
 RANDOM_SEED = 121212  # elastix samplers are random: fix the seed for reproducible runs
@@ -35,8 +38,29 @@ RANDOM_SEED = 121212  # elastix samplers are random: fix the seed for reproducib
 # -- images ------------------------------------------------------------------------------
 
 
+def _itk():
+    """The itk module, with ITK's thread pool as the default threader (once per process).
+
+    itk's wheels default to the TBB threader, under which elastix's metric ran on one
+    thread whatever ``NumberOfThreads`` said (measured: 11.0 s of CPU on one thread, 0.2 s
+    on the others, for two threads); with the pool threader the metric's work is shared.
+    ``ITK_GLOBAL_DEFAULT_THREADER`` in the environment still wins.
+    """
+    import itk
+
+    global _THREADER_SET
+    if not _THREADER_SET:
+        if not os.environ.get("ITK_GLOBAL_DEFAULT_THREADER"):
+            itk.MultiThreaderBase.SetGlobalDefaultThreader(itk.MultiThreaderBaseEnums.Threader_Pool)
+        _THREADER_SET = True
+    return itk
+
+
+_THREADER_SET = False
+
+
 def load_itk() -> float:
-    """Import itk-elastix now (it loads lazily, ~10 s the first time).
+    """Import itk-elastix now (it loads lazily: 12-18 s the first time, on one core).
 
     Call it before timing a registration so the timing is not polluted by the import.
 
@@ -46,9 +70,14 @@ def load_itk() -> float:
         Seconds spent loading.
     """
     t0 = time.perf_counter()
-    import itk
-
-    itk.ElastixRegistrationMethod, itk.TransformixFilter, itk.ParameterObject  # noqa: B018 - force the lazy load
+    collecting = gc.isenabled()
+    gc.disable()  # the import builds ~17 000 wrapper classes: the cyclic collector only slows it (~1 s)
+    try:
+        itk = _itk()
+        itk.ElastixRegistrationMethod, itk.TransformixFilter, itk.ParameterObject  # noqa: B018 - force the lazy load
+    finally:
+        if collecting:
+            gc.enable()
     return time.perf_counter() - t0
 
 
@@ -67,7 +96,7 @@ def to_itk(arr: np.ndarray, voxel_size_zyx: Sequence[float]):
     itk.Image
         3-D float image.
     """
-    import itk
+    itk = _itk()
 
     img = itk.image_from_array(np.ascontiguousarray(arr, dtype=np.float32))
     img.SetSpacing([float(v) for v in voxel_size_zyx[::-1]])
@@ -88,7 +117,7 @@ def from_itk(img) -> np.ndarray:
     ndarray
         Pixel values (z, y, x).
     """
-    import itk
+    itk = _itk()
 
     return np.asarray(itk.array_from_image(img))
 
@@ -106,8 +135,15 @@ def stage_map(kind: str, stage: ElastixStage, grid_spacing_um: float | None = No
     """Build one elastix parameter map for an affine or B-spline stage from its config.
 
     Based on ClearMap's align_affine/align_bspline files (multi-resolution, Mattes MI,
-    adaptive stochastic gradient descent, random coordinate sampling), with the
-    resolutions/iterations/samples/metric from config and ``stage.extra`` on top.
+    adaptive stochastic gradient descent, random sampling), with the
+    resolutions/iterations/samples/pyramid schedule/metric from config and ``stage.extra``
+    on top. Chosen for speed on a realistic brain (``benchmarks/register_time.py allen``,
+    docs/registration.md), each measured not to lower the Dice: shrinking pyramids (the
+    images are already smoothed to the atlas voxel size; building smoothed pyramids cost
+    seconds per stage), the ``Random`` voxel sampler, and for the B-spline stage
+    ``RecursiveBSplineTransform`` (the same cubic B-spline, evaluated faster) with the
+    step size estimated from 1000 Jacobian measurements (elastix's default, one per
+    B-spline parameter, took seconds at the finest level).
 
     Parameters
     ----------
@@ -134,14 +170,17 @@ def stage_map(kind: str, stage: ElastixStage, grid_spacing_um: float | None = No
     >>> m = stage_map("affine", ElastixStage(resolutions=3, extra={"NumberOfHistogramBins": 64}))
     >>> m["Transform"], m["NumberOfResolutions"], m["NumberOfHistogramBins"]
     (['AffineTransform'], ['3'], ['64'])
+    >>> m = stage_map("affine", ElastixStage(resolutions=2, iterations=[100, 200], pyramid_schedule=[4, 2]))
+    >>> m["MaximumNumberOfIterations"], m["FixedImagePyramidSchedule"]
+    (['100', '200'], ['4', '4', '4', '2', '2', '2'])
     >>> b = stage_map("bspline", ElastixStage(resolutions=3), grid_spacing_um=625.0)
-    >>> b["FinalGridSpacingInPhysicalUnits"], b["GridSpacingSchedule"]
-    (['625.0'], ['4.0', '2.0', '1.0'])
+    >>> b["Transform"], b["FinalGridSpacingInPhysicalUnits"], b["GridSpacingSchedule"]
+    (['RecursiveBSplineTransform'], ['625.0'], ['4.0', '2.0', '1.0'])
     """
     m: dict[str, list[str]] = {
         "Registration": ["MultiResolutionRegistration"],
-        "FixedImagePyramid": ["FixedSmoothingImagePyramid"],
-        "MovingImagePyramid": ["MovingSmoothingImagePyramid"],
+        "FixedImagePyramid": ["FixedShrinkingImagePyramid"],
+        "MovingImagePyramid": ["MovingShrinkingImagePyramid"],
         "Interpolator": ["LinearInterpolator"],
         "ResampleInterpolator": ["FinalBSplineInterpolator"],
         "FinalBSplineInterpolationOrder": ["1"],
@@ -150,20 +189,24 @@ def stage_map(kind: str, stage: ElastixStage, grid_spacing_um: float | None = No
         "AutomaticParameterEstimation": ["true"],
         "Metric": [stage.metric],
         "NumberOfHistogramBins": ["32"],
-        "ImageSampler": ["RandomCoordinate"],
+        "ImageSampler": ["Random"],
         "NewSamplesEveryIteration": ["true"],
         "CheckNumberOfSamples": ["true"],
         "MaximumNumberOfSamplingAttempts": ["10"],
         "NumberOfResolutions": [str(stage.resolutions)],
-        "MaximumNumberOfIterations": [str(stage.iterations)],
-        "NumberOfSpatialSamples": [str(stage.spatial_samples)],
+        "MaximumNumberOfIterations": _as_strings(stage.iterations),
+        "NumberOfSpatialSamples": _as_strings(stage.spatial_samples),
         "HowToCombineTransforms": ["Compose"],
         "DefaultPixelValue": ["0"],
-        "WriteResultImage": ["true"],
+        "WriteResultImage": ["false"],  # register() warps the result itself
         "ResultImagePixelType": ["float"],
         "RandomSeed": [str(RANDOM_SEED)],
         "UseDirectionCosines": ["true"],
     }
+    if stage.pyramid_schedule is not None:
+        schedule = [str(f) for f in stage.pyramid_schedule for _ in range(3)]  # the same factor along x, y, z
+        m["FixedImagePyramidSchedule"] = schedule
+        m["MovingImagePyramidSchedule"] = list(schedule)
     if kind == "affine":
         m.update(
             {
@@ -178,7 +221,10 @@ def stage_map(kind: str, stage: ElastixStage, grid_spacing_um: float | None = No
             raise ValueError("bspline stage needs grid_spacing_um")
         m.update(
             {
-                "Transform": ["BSplineTransform"],
+                "Transform": ["RecursiveBSplineTransform"],
+                # step size estimated from 1000 Jacobian measurements, the floor of elastix's default
+                # max(1000, number of parameters), which took seconds at the finest level
+                "NumberOfJacobianMeasurements": ["1000"],
                 "FinalGridSpacingInPhysicalUnits": [str(float(grid_spacing_um))],
                 "GridSpacingSchedule": [str(2.0**k) for k in reversed(range(stage.resolutions))],
             }
@@ -217,7 +263,7 @@ def parameter_maps(params: RegisterParams, base: str | Path = ".") -> list[dict[
     --------
     >>> from spimflow.params.register import RegisterParams
     >>> [m["Transform"] for m in parameter_maps(RegisterParams())]
-    [['AffineTransform'], ['BSplineTransform']]
+    [['AffineTransform'], ['RecursiveBSplineTransform']]
     """
     if params.parameter_files:
         maps = []
@@ -244,7 +290,7 @@ def parameter_maps(params: RegisterParams, base: str | Path = ".") -> list[dict[
 
 
 def _parameter_object(maps: Sequence[ParameterMap]):
-    import itk
+    itk = _itk()
 
     po = itk.ParameterObject.New()
     for m in maps:
@@ -263,14 +309,14 @@ class Registration:
     ----------
     transform_maps : list of dict of str to list of str
         Elastix transform parameter maps (fixed → moving physical points), in order.
-    warped_moving : ndarray of float32
-        The moving image resampled onto the fixed grid (z, y, x).
+    warped_moving : ndarray of float32 or None
+        The moving image resampled onto the fixed grid (z, y, x), if asked for.
     seconds : float
         Wall time, s.
     """
 
     transform_maps: list[dict[str, list[str]]]
-    warped_moving: np.ndarray
+    warped_moving: np.ndarray | None
     seconds: float
 
 
@@ -282,10 +328,15 @@ def register(
     threads: int = 1,
     log_file: str | Path | None = None,
     moving_voxel_size: Sequence[float] | None = None,
+    result_image: bool = True,
 ) -> Registration:
     """Run elastix: find T with moving(T(x)) ≈ fixed(x), x in fixed physical space (µm).
 
-    Both images are (z, y, x) with origin 0.
+    Both images are (z, y, x) with origin 0. Elastix itself never resamples a result
+    image (``WriteResultImage`` is turned off in every map: with a log folder it would
+    resample it twice, once into memory and once to disk, and an intermediate stage's
+    image is never used); the moving image is warped onto the fixed grid afterwards by
+    :func:`spimflow.steps.warp.warp_to_fixed` (trilinear), only when ``result_image``.
 
     Parameters
     ----------
@@ -304,14 +355,17 @@ def register(
         Where to copy elastix's log.
     moving_voxel_size : sequence of float, optional
         Voxel size (z, y, x) of the moving image, µm.
+    result_image : bool, optional
+        Also warp the moving image onto the fixed grid (``Registration.warped_moving``).
 
     Returns
     -------
     Registration
     """
-    import itk
+    itk = _itk()
 
     t0 = time.perf_counter()
+    maps = [{**{k: list(v) for k, v in m.items()}, "WriteResultImage": ["false"]} for m in maps]
     method = itk.ElastixRegistrationMethod[itk.Image[itk.F, 3], itk.Image[itk.F, 3]].New()
     method.SetFixedImage(to_itk(fixed, voxel_size))
     method.SetMovingImage(to_itk(moving, moving_voxel_size or voxel_size))
@@ -333,7 +387,9 @@ def register(
     for i in range(tpo.GetNumberOfParameterMaps()):
         m = tpo.GetParameterMap(i)
         out_maps.append({k: list(m[k]) for k in m.keys()})
-    warped = from_itk(method.GetOutput()).astype(np.float32)
+    warped = None
+    if result_image:
+        [warped] = warp_to_fixed([moving], [False], fixed.shape, voxel_size, out_maps, moving_voxel_size, threads)
     return Registration(out_maps, warped, time.perf_counter() - t0)
 
 
@@ -371,7 +427,7 @@ def warp(
     ValueError
         If ``labels`` and there are more than 2**24 distinct labels.
     """
-    import itk
+    itk = _itk()
 
     maps = [{k: list(v) for k, v in m.items()} for m in transform_maps]
     if labels:
@@ -430,7 +486,7 @@ def transformix_points(
     (n, 3) ndarray of float
         Moving physical points (x, y, z), µm.
     """
-    import itk
+    itk = _itk()
 
     pts = np.asarray(points_xyz_um, float)
     moving = np.zeros((2, 2, 2), np.float32) if moving is None else moving

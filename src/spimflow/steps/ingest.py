@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from spimflow.errors import InputFileError
 from spimflow.io.atomic import atomic_path
 from spimflow.io.omezarr import DEFAULT_CHUNKS, build_pyramid, create_ome_zarr
 
@@ -66,6 +67,45 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+#: Fewest z planes a volume may have: a cell is a maximum along z too, and the
+#: outermost planes are the border (see docs/detection.md).
+MIN_PLANES = 3
+
+
+def check_finite(planes: np.ndarray, z0: int, reader: Any) -> None:
+    """Fail on NaN or infinite voxels, naming the planes (and their files) that hold them.
+
+    Parameters
+    ----------
+    planes : ndarray
+        Planes z0, z0 + 1, … of the source, (z, y, x).
+    z0 : int
+        Source plane index of ``planes[0]``.
+    reader : VolumeReader
+        The source (its ``path``, and ``files`` for one file per plane).
+
+    Raises
+    ------
+    InputFileError
+        If any voxel is not finite.
+    """
+    if not np.issubdtype(planes.dtype, np.floating):
+        return
+    bad = np.flatnonzero(~np.isfinite(planes).all(axis=(1, 2)))
+    if not len(bad):
+        return
+    z = int(z0 + bad[0])
+    n = int((~np.isfinite(planes[bad[0]])).sum())
+    files = getattr(reader, "files", None)
+    source_z = z + int(getattr(reader, "offset", (0,))[0])  # the reader's crop starts here
+    where = f"{files[source_z]}" if files is not None and source_z < len(files) else f"{reader.path}"
+    raise InputFileError(
+        f"{where}: plane z={z} holds {n} NaN or infinite voxel(s) (planes {', '.join(str(z0 + b) for b in bad[:5])}"
+        f"{' …' if len(bad) > 5 else ''} of this slab); expected finite intensities — replace them (e.g. by 0) "
+        "or crop the plane away"
+    )
+
+
 def ingest_channel(
     reader: Any,
     out_path: str | Path,
@@ -109,6 +149,12 @@ def ingest_channel(
     """
     out_path = Path(out_path)
     shape = tuple(reader.shape)
+    if len(shape) != 3 or shape[0] < MIN_PLANES:
+        raise InputFileError(
+            f"{reader.path}: the volume has shape {shape}, {shape[0] if shape else 0} z plane(s); spimflow works "
+            f"in 3D and needs at least {MIN_PLANES} planes (z, y, x) — check the source (a single image, or the "
+            "wrong pattern?) and its crop"
+        )
     extra = _jsonable(
         {
             "source": source if source is not None else {"format": reader.format, "path": str(reader.path)},
@@ -125,7 +171,9 @@ def ingest_channel(
         next_report = 0.1
         for z0 in range(0, shape[0], slab):
             z1 = min(z0 + slab, shape[0])
-            level0[z0:z1] = reader.read(z0, z1)
+            planes = reader.read(z0, z1)
+            check_finite(planes, z0, reader)
+            level0[z0:z1] = planes
             if z1 / shape[0] >= next_report:
                 log.info("%s: %d/%d planes (%.0f%%)", name, z1, shape[0], 100 * z1 / shape[0])
                 next_report += 0.1

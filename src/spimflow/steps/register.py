@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from spimflow.errors import OrientationError
 from spimflow.params.register import RegisterParams
-from spimflow.steps.elastix import load_itk, parameter_maps, register, stage_map, warp
+from spimflow.steps.elastix import load_itk, parameter_maps, register, stage_map
 from spimflow.steps.orientation_guard import (
     GuardContext,
     all_relative_orientations,
@@ -27,6 +27,7 @@ from spimflow.steps.orientation_guard import (
     overlap_ncc,
     similarity_guard_message,
 )
+from spimflow.steps.warp import warp_to_fixed
 
 __all__ = ["AtlasRegistration", "GuardContext", "RegistrationRejected", "register_to_atlas"]
 
@@ -67,6 +68,8 @@ class AtlasRegistration:
         Wall time per part, s.
     guard : dict
         Measurements of the orientation guard.
+    cpu_seconds : dict of str to float
+        CPU time (all threads) per part, s.
     """
 
     atlas_maps: list[dict[str, list[str]]]
@@ -77,6 +80,7 @@ class AtlasRegistration:
     similarity_after: float
     seconds: dict[str, float]
     guard: dict
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def register_to_atlas(
@@ -132,37 +136,47 @@ def register_to_atlas(
         If the parameter maps are invalid.
     """
     t_all = time.perf_counter()
+    cpu = {"start": time.process_time()}
     seconds: dict[str, float] = {"itk_load": load_itk()}
+    cpu["itk_load"] = time.process_time()
     guard: dict = {}
     t0 = time.perf_counter()
     guard["extent"] = extent_guard(sample, reference, annotation, voxel_size, params, ctx)
     if params.orientation_check:
         guard["flips"] = flip_check(sample, reference, annotation, voxel_size, params, ctx)
     seconds["guard_before"] = time.perf_counter() - t0
+    cpu["guard_before"] = time.process_time()
 
     logs = (lambda name: Path(log_dir) / name) if log_dir else (lambda name: None)
     maps = parameter_maps(params, base)
-    reg = register(sample, reference, voxel_size, maps, ctx.threads, logs("elastix_atlas.log"))
+    reg = register(sample, reference, voxel_size, maps, ctx.threads, logs("elastix_atlas.log"), result_image=False)
     seconds["atlas_registration"] = reg.seconds
+    cpu["atlas_registration"] = time.process_time()
     correction = None
     if signal is not None:
         cmaps = [stage_map("affine", params.correction)]
-        creg = register(sample, signal, voxel_size, cmaps, ctx.threads, logs("elastix_correction.log"))
+        creg = register(
+            sample, signal, voxel_size, cmaps, ctx.threads, logs("elastix_correction.log"), result_image=False
+        )
         correction = creg.transform_maps
         seconds["channel_correction"] = creg.seconds
+        cpu["channel_correction"] = time.process_time()
     t0 = time.perf_counter()
-    labels = warp(annotation, voxel_size, reg.transform_maps, labels=True, threads=ctx.threads)
+    labels, warped_reference = warp_to_fixed(
+        [annotation, reference], [True, False], sample.shape, voxel_size, reg.transform_maps, threads=ctx.threads
+    )
     seconds["warp"] = time.perf_counter() - t0
+    cpu["warp"] = time.process_time()
     mask = labels > 0
     before = overlap_ncc(sample, reference)
-    after = ncc(reg.warped_moving, sample, mask) if mask.sum() > 50 else float("nan")
+    after = ncc(warped_reference, sample, mask) if mask.sum() > 50 else float("nan")
     guard["similarity"] = {
         "ncc_after": after,
         "ncc_before": before,
         "min_similarity": params.min_similarity,
         "passed": bool(after >= params.min_similarity),
     }
-    result = AtlasRegistration(reg.transform_maps, correction, labels, reg.warped_moving, before, after, seconds, guard)
+    result = AtlasRegistration(reg.transform_maps, correction, labels, warped_reference, before, after, seconds, guard)
     if not guard["similarity"]["passed"]:
         ranking = coarse_ranking(
             sample,
@@ -183,4 +197,8 @@ def register_to_atlas(
         )
         raise RegistrationRejected(message, result)
     seconds["total"] = time.perf_counter() - t_all
+    cpu["total"] = time.process_time()
+    marks = list(cpu)
+    result.cpu_seconds = {k: cpu[k] - cpu[prev] for prev, k in zip(marks, marks[1:]) if k != "total"}
+    result.cpu_seconds["total"] = cpu["total"] - cpu["start"]
     return result

@@ -72,7 +72,7 @@ def plane_images(channel: Channel, raw_zarr: str, n_planes: int, base: Path = Pa
         crop is None or (crop.y is None and crop.x is None)
     ):
         files = (
-            list_pattern_files(channel.source.path, base)
+            list_pattern_files(channel.source.path, base, channel.source.allow_gaps)
             if isinstance(channel.source, PatternSource)
             else list_folder_files(base / channel.source.path)
         )

@@ -56,17 +56,17 @@ def plan(smk: Any) -> None:
     params = _params(smk)
     img = open_ome_zarr(smk.input.signal)
     check_not_empty(img, smk.input.signal)
-    p = make_plan(img.shape, img.voxel_size, params)
+    p = make_plan(img.shape, img.voxel_size, params, int(getattr(smk.resources, "parallel_jobs", 1)))
     p.extra = {"signal": str(smk.input.signal), "illumination": bool(smk.params.illumination_enabled)}
     log.info(
-        "volume %s, voxel size %s µm: %d blocks of core %s + overlap %s, %d batches of <= %d",
+        "volume %s, voxel size %s µm: %d blocks of core %s + overlap %s, %d batches of <= %d blocks",
         img.shape,
         img.voxel_size,
         len(p.blocks),
         p.size,
         p.overlap,
         len(p.batches),
-        params.blocks.batch,
+        max(len(b) for b in p.batches),
     )
     p.save(smk.output[0])
 

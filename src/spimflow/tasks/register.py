@@ -149,6 +149,7 @@ def run(smk: Any) -> None:
                 "after": reg.similarity_after,
             },
             "seconds": {**reg.seconds, "task": time.perf_counter() - t0},
+            "cpu_seconds": reg.cpu_seconds,
             "guard": reg.guard,
             "qc": qc,
             "atlas_orientation": code,

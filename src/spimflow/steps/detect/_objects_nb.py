@@ -305,12 +305,13 @@ def cell_shapes(
     which _parent never picks), so the walk runs in cache.
     Peak intensities: max of raw/bg/dog over the box |d| <= (bz, by, bx) at p.
     ``raw`` and ``bg`` may be larger arrays: their voxel (z+oz, y+oy, x+ox) is ``dog``'s (z, y, x).
-    Returns size, sums (raw, bg, dog) over the shape (ball voxels in raster order), peaks.
+    Returns size, sums (raw, bg, dog, z - pz, y - py, x - px) over the shape (ball voxels
+    in raster order; the last three give the shape's centroid relative to the seed), peaks.
     """
     nz, ny, nx = dog.shape
     m = owned.shape[0]
     size = np.zeros(m, np.int64)
-    sums = np.zeros((m, 3), np.float64)
+    sums = np.zeros((m, 6), np.float64)
     peaks = np.zeros((m, 3), np.float64)
     for k in range(m):
         s = owned[k]
@@ -460,4 +461,7 @@ def cell_shapes(
                 sums[k, 0] += raw[z + oz, y + oy, x + ox]
                 sums[k, 1] += bg[z + oz, y + oy, x + ox]
                 sums[k, 2] += loc[li]
+                sums[k, 3] += z - pz
+                sums[k, 4] += y - py
+                sums[k, 5] += x - px
     return size, sums, peaks

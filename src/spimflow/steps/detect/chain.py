@@ -26,6 +26,7 @@ from spimflow.steps.detect.filters import (
     dog_radius,
     remove_background,
 )
+from spimflow.steps.detect.split import split_margin, split_rows
 
 #: Columns of a cell table, in order, with their dtypes.
 CELL_COLUMNS: dict[str, str] = {
@@ -40,10 +41,11 @@ CELL_COLUMNS: dict[str, str] = {
     "mean_raw": "float64",
     "mean_bg": "float64",
     "mean_dog": "float64",
+    "edge": "float64",
     "block": "int64",
 }
-#: Columns a threshold may use (everything measured).
-MEASURED_COLUMNS = [c for c in CELL_COLUMNS if c not in ("z", "y", "x", "block")]
+#: Columns a threshold may use (positions, everything measured, the distance to the border).
+MEASURED_COLUMNS = [c for c in CELL_COLUMNS if c != "block"]
 
 
 def empty_cells() -> pd.DataFrame:
@@ -58,7 +60,7 @@ def empty_cells() -> pd.DataFrame:
     --------
     >>> cells = empty_cells()
     >>> cells.shape, str(cells["size"].dtype)
-    ((0, 12), 'int64')
+    ((0, 13), 'int64')
     """
     return pd.DataFrame({c: pd.Series([], dtype=t) for c, t in CELL_COLUMNS.items()})
 
@@ -136,10 +138,13 @@ def object_margin(voxel_size: Sequence[float], params: DetectParams) -> tuple[in
     """How far (voxels per axis) beyond the core the objects of owned cells read the filtered image.
 
     A cell owned by a block has its peak voxel p within (maxima window + 1) of the core
-    (its centre is the region centroid or p ± 0.5). Results at p read the filtered image
+    (its centre is the region centroid or p ± 0.5; with ``refine.center: centroid`` the
+    centroid of its shape, within the shape radius of p: then p is within
+    max(window, shape radius) + 1). Results at p read the filtered image
     within max(window, box, shape radius + 1 + window) of p: the maxima test, the peak
     box, and the watershed ball with the neighbours of its voxels and the maxima tests
-    of the roots inside it.
+    of the roots inside it; with ``split.enabled``, also
+    :func:`~spimflow.steps.detect.split.split_margin` of p (the touching-cell search).
 
     Parameters
     ----------
@@ -156,15 +161,51 @@ def object_margin(voxel_size: Sequence[float], params: DetectParams) -> tuple[in
     Examples
     --------
     >>> from spimflow.params.detect import DetectParams
-    >>> object_margin((4.0, 2.0, 2.0), DetectParams())
+    >>> object_margin((4.0, 2.0, 2.0), DetectParams())  # the touching-cell split reads farthest
+    (15, 26, 26)
+    >>> object_margin((4.0, 2.0, 2.0), DetectParams.model_validate({"split": {"enabled": False}}))
     (9, 16, 16)
     """
     r = detection_radii(voxel_size, params)
+    reach = centre_reach(r, params)
     out = []
     for a in range(3):
         need = max(r.maxima[a], 1, r.box[a], (r.shape[a] + 1 + r.maxima[a]) if params.shape.enabled else 0)
-        out.append(r.maxima[a] + 1 + need)
+        if params.split.enabled:  # the touching-cell split (spimflow.steps.detect.split)
+            need = max(need, split_margin(voxel_size, params, r.maxima, r.box)[a])
+        out.append(reach[a] + need)
     return tuple(out)  # type: ignore[return-value]
+
+
+def centre_reach(radii: Radii, params: DetectParams) -> tuple[int, int, int]:
+    """How far (voxels per axis) a cell's peak voxel can lie outside the core of the block owning it.
+
+    The centre is within the maxima window of the peak (sub-voxel fit, plateau or h-dome
+    centroid), or, with ``refine.center: centroid``, within the shape radius; + 1 for
+    rounding the centre to its nearest voxel.
+
+    Parameters
+    ----------
+    radii : Radii
+        From :func:`detection_radii`.
+    params : DetectParams
+        Detection parameters (``refine.center``).
+
+    Returns
+    -------
+    tuple of int
+        Reach (z, y, x), voxels.
+
+    Examples
+    --------
+    >>> from spimflow.params.detect import DetectParams
+    >>> p = DetectParams.model_validate({"refine": {"center": "centroid"}})
+    >>> r = detection_radii((4.0, 2.0, 2.0), p)
+    >>> centre_reach(r, DetectParams()), centre_reach(r, p)
+    ((3, 5, 5), (4, 7, 7))
+    """
+    centroid = params.refine.center == "centroid" and params.shape.enabled
+    return tuple(max(radii.maxima[a], radii.shape[a] if centroid else 0) + 1 for a in range(3))  # type: ignore
 
 
 def required_overlap(voxel_size: Sequence[float], params: DetectParams) -> tuple[int, int, int]:
@@ -189,6 +230,8 @@ def required_overlap(voxel_size: Sequence[float], params: DetectParams) -> tuple
     --------
     >>> from spimflow.params.detect import DetectParams
     >>> required_overlap((4.0, 2.0, 2.0), DetectParams())
+    (20, 49, 49)
+    >>> required_overlap((4.0, 2.0, 2.0), DetectParams.model_validate({"split": {"enabled": False}}))
     (14, 39, 39)
     """
     r = detection_radii(voxel_size, params)
@@ -363,8 +406,71 @@ def owned_mask(centres: np.ndarray, core: Sequence[tuple[int, int]], volume_shap
     return np.all((vox >= lo) & (vox < hi), axis=1)
 
 
+def edge_distance(centres: np.ndarray, volume_shape: Sequence[int], voxel_size: Sequence[float]) -> np.ndarray:
+    """Distance (µm) from each centre to the nearest outermost voxel plane of the volume.
+
+    0 for a cell centred on the first or last plane along any axis (its centre may lie
+    outside the volume); distances are per axis in µm, the smallest over the six faces.
+
+    Parameters
+    ----------
+    centres : (n, 3) ndarray of float
+        Cell centres (z, y, x), volume voxel coordinates.
+    volume_shape : sequence of int
+        Volume shape (z, y, x).
+    voxel_size : sequence of float
+        Voxel size (z, y, x), µm.
+
+    Returns
+    -------
+    (n,) ndarray of float64
+
+    Examples
+    --------
+    >>> edge_distance(np.array([[0.0, 5.0, 5.0], [3.0, 5.0, 5.0]]), (10, 20, 20), (5.0, 2.0, 2.0)).tolist()
+    [0.0, 10.0]
+    """
+    c = np.asarray(centres, np.float64).reshape(-1, 3)
+    last = np.asarray(volume_shape, np.float64) - 1.0
+    d = np.minimum(c, last - c) * np.asarray(voxel_size, np.float64)
+    return np.maximum(d.min(axis=1), 0.0) if len(c) else np.zeros(0)
+
+
+def on_border(peaks: np.ndarray, volume_shape: Sequence[int]) -> np.ndarray:
+    """Select peaks on the outermost plane of the volume along any axis.
+
+    Such a maximum is where the filters meet the border: a cell cut by it (centre
+    outside), or bright structure that goes on beyond it. It cannot be told from a
+    cell centred exactly on that plane.
+
+    Parameters
+    ----------
+    peaks : (n, 3) ndarray of int
+        Peak voxels (z, y, x), volume voxel coordinates.
+    volume_shape : sequence of int
+        Volume shape (z, y, x).
+
+    Returns
+    -------
+    (n,) ndarray of bool
+
+    Examples
+    --------
+    >>> on_border(np.array([[0, 4, 4], [3, 4, 4], [3, 4, 9]]), (10, 9, 10)).tolist()
+    [True, False, True]
+    """
+    p = np.asarray(peaks, np.int64).reshape(-1, 3)
+    last = np.asarray(volume_shape, np.int64) - 1
+    return np.any((p <= 0) | (p >= last), axis=1)
+
+
 def measure_cells(
-    flt: Filtered, maxima: Maxima, owned: np.ndarray, voxel_size: Sequence[float], params: DetectParams
+    flt: Filtered,
+    maxima: Maxima,
+    owned: np.ndarray,
+    voxel_size: Sequence[float],
+    params: DetectParams,
+    with_centroid: bool = False,
 ) -> dict[str, np.ndarray]:
     """Measure shape (watershed) and intensities of the maxima (found in ``flt.dog``) listed in ``owned``.
 
@@ -380,6 +486,8 @@ def measure_cells(
         Voxel size (z, y, x), µm.
     params : DetectParams
         Detection parameters (``shape``, ``measure``).
+    with_centroid : bool, optional
+        Also return ``centroid``.
 
     Returns
     -------
@@ -387,7 +495,9 @@ def measure_cells(
         One array per owned maximum for each key: ``size`` (voxels in the watershed
         shape; 0 when shape is off or the peak is not above the shape threshold),
         ``volume_um3`` (µm³), ``intensity_raw/bg/dog`` (max of raw / bg / dog in the peak
-        box) and ``mean_raw/bg/dog`` (mean over the shape; NaN when size is 0).
+        box) and ``mean_raw/bg/dog`` (mean over the shape; NaN when size is 0); with
+        ``with_centroid``, ``centroid`` (n, 3): the shape's centroid minus the peak voxel
+        (voxels; NaN when size is 0).
     """
     r = detection_radii(voxel_size, params)
     vz, vy, vx = (float(v) for v in voxel_size)
@@ -411,7 +521,7 @@ def measure_cells(
     )
     with np.errstate(invalid="ignore", divide="ignore"):
         means = sums / np.where(size > 0, size, np.nan)[:, None]
-    return {
+    out = {
         "size": size,
         "volume_um3": size * (vz * vy * vx),
         "intensity_raw": peaks[:, 0],
@@ -421,6 +531,9 @@ def measure_cells(
         "mean_bg": means[:, 1],
         "mean_dog": means[:, 2],
     }
+    if with_centroid:
+        out["centroid"] = means[:, 3:6]  # sums of integer offsets / size: the same in every block
+    return out
 
 
 def detect_block(
@@ -475,30 +588,148 @@ def detect_block(
         core = [(int(o), int(o + s)) for o, s in zip(offset, raw.shape)]
     if not raw.size:
         return empty_cells()
+    flt = block_filters(raw, voxel_size, params, offset=offset, core=core, gain=gain)
+    if flt is None:
+        return empty_cells()
+    mx = find_maxima(flt.dog, voxel_size, params)
+    return block_cells(
+        flt, mx, voxel_size, params, offset=offset, core=core, volume_shape=volume_shape, block_id=block_id
+    )[0]
+
+
+def block_filters(
+    raw: np.ndarray,
+    voxel_size: Sequence[float],
+    params: DetectParams,
+    *,
+    offset: Sequence[int],
+    core: Sequence[tuple[int, int]],
+    gain: np.ndarray | None = None,
+) -> Filtered | None:
+    """The filters of :func:`detect_block`: the DoG only where the block's cells can look.
+
+    Parameters
+    ----------
+    raw : ndarray
+        The block's voxels (z, y, x), non-empty.
+    voxel_size : sequence of float
+        Voxel size (z, y, x), µm.
+    params : DetectParams
+        Detection parameters.
+    offset : sequence of int
+        Volume index (z, y, x) of ``raw[0, 0, 0]``.
+    core : sequence of (int, int)
+        Volume ranges [start, stop) per axis of the cells the block reports.
+    gain : ndarray, optional
+        Illumination gain for these voxels.
+
+    Returns
+    -------
+    Filtered or None
+        None when no voxel of ``raw`` is near the core.
+    """
+    offset = np.asarray(offset, np.int64)
     # the DoG and the objects only where owned cells can look (see object_margin)
     r = detection_radii(voxel_size, params)
     margin = np.add(object_margin(voxel_size, params), r.dog)
     lo = np.maximum(np.array([c[0] for c in core]) - offset - margin, 0)
     hi = np.minimum(np.array([c[1] for c in core]) - offset + margin, raw.shape)
     if np.any(hi <= lo):
-        return empty_cells()
+        return None
     sub = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-    flt = filter_chain(raw, voxel_size, params, gain, sub)
-    mx = find_maxima(flt.dog, voxel_size, params)
-    origin = offset + np.asarray(flt.origin, np.int64)
+    return filter_chain(raw, voxel_size, params, gain, sub)
+
+
+def block_cells(
+    flt: Filtered,
+    mx: Maxima,
+    voxel_size: Sequence[float],
+    params: DetectParams,
+    *,
+    offset: Sequence[int],
+    core: Sequence[tuple[int, int]],
+    volume_shape: Sequence[int],
+    block_id: int = 0,
+    only: np.ndarray | None = None,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The cells of :func:`detect_block` from its filtered images and maxima: centres, ownership, measurements.
+
+    With ``refine.center: centroid`` every maximum whose centroid could round into the
+    core (:func:`centre_reach`) is measured first, and ownership is decided on the
+    centroid, so each cell still belongs to exactly one block.
+
+    Parameters
+    ----------
+    flt : Filtered
+        From :func:`block_filters`.
+    mx : Maxima
+        Maxima of ``flt.dog`` (:func:`find_maxima`).
+    voxel_size : sequence of float
+        Voxel size (z, y, x), µm.
+    params : DetectParams
+        Detection parameters.
+    offset : sequence of int
+        Volume index (z, y, x) of the block's first voxel (``flt.raw[0, 0, 0]``).
+    core : sequence of (int, int)
+        Volume ranges [start, stop) per axis of the cells to return.
+    volume_shape : sequence of int
+        Shape of the whole volume.
+    block_id : int, optional
+        Written to the ``block`` column.
+    only : ndarray of int, optional
+        Report only these maxima (indices into ``mx.peaks``); the others still count
+        where a cell's objects look at other maxima. Default: all.
+
+    Returns
+    -------
+    cells : pandas.DataFrame
+        Cell table with :data:`CELL_COLUMNS`.
+    index : ndarray of int
+        Row i is the maximum ``mx.peaks[index[i]]`` (with ``split.enabled``, the row of a
+        partner split off a cell follows the cell's row and repeats its index).
+    """
+    origin = np.asarray(offset, np.int64) + np.asarray(flt.origin, np.int64)
     centres = (mx.peaks + origin).astype(np.float64) + mx.deltas  # integer + delta: exact in any block
-    owned = np.flatnonzero(owned_mask(centres, core, volume_shape))
+    cand = np.arange(len(centres)) if only is None else np.unique(np.asarray(only, np.int64))
+    meas = None
+    if params.refine.center == "centroid" and params.shape.enabled:
+        peaks = mx.peaks + origin
+        reach = np.asarray(centre_reach(detection_radii(voxel_size, params), params))
+        lo, hi = np.array([c[0] for c in core]) - reach, np.array([c[1] for c in core]) + reach
+        cand = cand[np.all((peaks[cand] >= lo) & (peaks[cand] < hi), axis=1)]
+        meas = measure_cells(flt, mx, cand, voxel_size, params, with_centroid=True)
+        shift = meas.pop("centroid")
+        has = meas["size"] > 0  # no shape voxel: the peak centre stays
+        centres = centres[cand]
+        centres[has] = peaks[cand[has]].astype(np.float64) + shift[has]
+    else:
+        centres = centres[cand]
+    mine = owned_mask(centres, core, volume_shape)
+    if not params.border.keep_peaks:
+        mine &= ~on_border(mx.peaks[cand] + origin, volume_shape)
+    sel = np.flatnonzero(mine)
+    owned = cand[sel]
     if not len(owned):
-        return empty_cells()
-    meas = measure_cells(flt, mx, owned, voxel_size, params)
+        return empty_cells(), owned
+    if meas is None:
+        meas = measure_cells(flt, mx, owned, voxel_size, params)
+    else:
+        meas = {k: v[sel] for k, v in meas.items()}
+    centres = centres[sel]
+    if params.split.enabled:  # touching cells: a split cell's two rows, both reported by the block owning it
+        box = detection_radii(voxel_size, params).box
+        centres, meas, owned = split_rows(
+            flt, mx, owned, centres, meas, voxel_size, params, origin=origin, volume_shape=volume_shape, box=box
+        )
     table = {
-        "z": centres[owned, 0],
-        "y": centres[owned, 1],
-        "x": centres[owned, 2],
+        "z": centres[:, 0],
+        "y": centres[:, 1],
+        "x": centres[:, 2],
         **meas,
+        "edge": edge_distance(centres, volume_shape, voxel_size),
         "block": np.full(len(owned), block_id, np.int64),
     }
-    return pd.DataFrame({c: np.asarray(table[c]).astype(t) for c, t in CELL_COLUMNS.items()})
+    return pd.DataFrame({c: np.asarray(table[c]).astype(t) for c, t in CELL_COLUMNS.items()}), owned
 
 
 def detect_cells(

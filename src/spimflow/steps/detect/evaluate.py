@@ -43,6 +43,12 @@ class Match:
         """Fraction of reference points that are matched (1.0 with no reference points)."""
         return self.n_matched / self.n_reference if self.n_reference else 1.0
 
+    @property
+    def f1(self) -> float:
+        """Harmonic mean of precision and recall (0.0 when both are 0)."""
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if (p + r) > 0 else 0.0
+
 
 def match_points(detected: np.ndarray, reference: np.ndarray, radius_um: float, voxel_size: Sequence[float]) -> Match:
     """Match detected points to reference points one-to-one within a physical radius.
@@ -73,36 +79,98 @@ def match_points(detected: np.ndarray, reference: np.ndarray, radius_um: float, 
     >>> round(m.precision, 3), m.recall
     (0.667, 1.0)
     """
+    det = np.asarray(detected, float).reshape(-1, 3)
+    ref = np.asarray(reference, float).reshape(-1, 3)
+    return match_pairs(len(det), len(ref), *candidate_pairs(det, ref, radius_um, voxel_size), radius_um)
+
+
+def candidate_pairs(
+    detected: np.ndarray, reference: np.ndarray, radius_um: float, voxel_size: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every (detected, reference) pair of points at most ``radius_um`` apart.
+
+    Parameters
+    ----------
+    detected, reference : (n, 3) array_like of float
+        Points (z, y, x), voxels.
+    radius_um : float
+        Largest distance of a pair, µm.
+    voxel_size : sequence of float
+        Voxel size (z, y, x), µm.
+
+    Returns
+    -------
+    row, col : ndarray of int
+        Index of the detected and of the reference point of each pair.
+    dist : ndarray of float
+        Their distance, µm.
+
+    Examples
+    --------
+    >>> row, col, dist = candidate_pairs([[0, 0, 0], [0, 0, 9]], [[0, 0, 1]], 2.0, (1, 1, 1))
+    >>> row.tolist(), col.tolist(), dist.tolist()
+    ([0], [0], [1.0])
+    """
     det = np.asarray(detected, float).reshape(-1, 3) * np.asarray(voxel_size, float)
     ref = np.asarray(reference, float).reshape(-1, 3) * np.asarray(voxel_size, float)
     if not len(det) or not len(ref):
-        return Match(len(det), len(ref), 0, np.zeros((0, 2), int))
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
     sparse = cKDTree(det).sparse_distance_matrix(cKDTree(ref), radius_um, output_type="coo_matrix")
-    if sparse.nnz == 0:
-        return Match(len(det), len(ref), 0, np.zeros((0, 2), int))
-    # solve each connected group of candidate pairs on its own (almost all are 1 x 1)
+    return sparse.row.astype(np.int64), sparse.col.astype(np.int64), np.asarray(sparse.data, float)
 
-    n, m = len(det), len(ref)
-    graph = coo_matrix((np.ones(sparse.nnz), (sparse.row, n + sparse.col)), shape=(n + m, n + m))
+
+def match_pairs(
+    n_detected: int, n_reference: int, row: np.ndarray, col: np.ndarray, dist: np.ndarray, radius_um: float
+) -> Match:
+    """The optimal one-to-one matching among candidate pairs (:func:`candidate_pairs`, or any subset of them).
+
+    Matching a subset of the detections gives what :func:`match_points` gives for those
+    detections alone, with the pairs in the original indices.
+
+    Parameters
+    ----------
+    n_detected, n_reference : int
+        Numbers of detected and reference points (for precision and recall).
+    row, col : ndarray of int
+        Detected and reference index of each candidate pair.
+    dist : ndarray of float
+        Their distance, µm (each at most ``radius_um``).
+    radius_um : float
+        Largest distance of a matched pair, µm.
+
+    Returns
+    -------
+    Match
+
+    Examples
+    --------
+    >>> match_pairs(3, 2, np.array([0, 1, 1]), np.array([0, 0, 1]), np.array([1.0, 0.5, 2.0]), 5.0).pairs.tolist()
+    [[0, 0], [1, 1]]
+    """
+    if not len(row):
+        return Match(n_detected, n_reference, 0, np.zeros((0, 2), int))
+    # solve each connected group of candidate pairs on its own (almost all are 1 x 1)
+    n, m = int(row.max()) + 1, int(col.max()) + 1
+    graph = coo_matrix((np.ones(len(row)), (row, n + col)), shape=(n + m, n + m))
     _, comp = connected_components(graph, directed=False)
-    pair_comp = comp[sparse.row]
-    order = np.argsort(pair_comp, kind="mergesort")
+    pair_comp = comp[row]
+    single = np.bincount(pair_comp)[pair_comp] == 1  # a group of one candidate pair: matched as it is
+    pairs = [np.stack([row[single], col[single]], axis=1)]
+    multi = np.flatnonzero(~single)
+    order = multi[np.argsort(pair_comp[multi], kind="mergesort")]
     bounds = np.flatnonzero(np.diff(pair_comp[order])) + 1
-    pairs = []
     big = 1e6 * radius_um + 1.0
-    for idx in np.split(order, bounds):
-        r_, c_, d_ = sparse.row[idx], sparse.col[idx], sparse.data[idx]
+    for idx in np.split(order, bounds) if len(order) else []:
+        r_, c_, d_ = row[idx], col[idx], dist[idx]
         rows, cols = np.unique(r_), np.unique(c_)
-        if len(rows) == 1 and len(cols) == 1:
-            pairs.append((rows[0], cols[0]))
-            continue
         cost = np.full((len(rows), len(cols)), big)
         cost[np.searchsorted(rows, r_), np.searchsorted(cols, c_)] = d_
         a, b = linear_sum_assignment(cost)
         ok = cost[a, b] < big
-        pairs.extend(zip(rows[a[ok]], cols[b[ok]]))
-    pairs = np.array(sorted(pairs), int).reshape(-1, 2)
-    return Match(n, m, len(pairs), pairs)
+        pairs.append(np.stack([rows[a[ok]], cols[b[ok]]], axis=1))
+    pairs = np.concatenate(pairs).astype(int).reshape(-1, 2)
+    pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+    return Match(n_detected, n_reference, len(pairs), pairs)
 
 
 Box = tuple[tuple[float, float], tuple[float, float], tuple[float, float]]
@@ -222,8 +290,7 @@ def evaluate_against_markers(
     det = cells[in_box(cells, box)]
     ref = markers[in_box(markers, box)]
     m = match_points(det, ref, radius_um, voxel_size)
-    p, r = m.precision, m.recall
-    f1 = 2 * p * r / (p + r) if (p + r) > 0 else 0.0
+    p, r, f1 = m.precision, m.recall, m.f1
     return {
         "detected": len(det),
         "markers": len(ref),

@@ -67,11 +67,13 @@ def make_synthetic_cells(
     gradient: float = 0.5,
     texture: float = 60.0,
     pair_fraction: float = 0.1,
+    pair_distance_um: tuple[float, float] | None = None,
     seed: int = 0,
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Make a synthetic iDISCO+-like volume with known cells.
 
-    Cells are at least 3.5 σ_max apart except touching pairs (centres 2.8-3.5 σ apart).
+    Cells are at least 3.5 σ_max apart except touching pairs (centres 2.8-3.5 σ_max apart,
+    or ``pair_distance_um``).
 
     Parameters
     ----------
@@ -94,6 +96,10 @@ def make_synthetic_cells(
         Amplitude of smooth (σ 15 µm) autofluorescence, counts.
     pair_fraction : float, optional
         Probability that a cell gets a touching partner.
+    pair_distance_um : (float, float), optional
+        Range of the centre distance of touching pairs, µm; default 2.8-3.5 σ_max.
+        Other cells stay 3.5 σ_max apart (from every cell) and at least as far as the
+        pairs' largest distance.
     seed : int, optional
         Random seed; the output is deterministic for a given seed.
 
@@ -121,7 +127,8 @@ def make_synthetic_cells(
     volume_mm3 = np.prod(np.asarray(shape) * vs) / 1e9
     n = int(round(density_per_mm3 * volume_mm3))
     smax = sigma_um[1]
-    centres_um, pair = _place_centres(rng, shape_um, n, 3.5 * smax, pair_fraction, (2.8 * smax, 3.5 * smax))
+    pair_dist = pair_distance_um or (2.8 * smax, 3.5 * smax)
+    centres_um, pair = _place_centres(rng, shape_um, n, max(3.5 * smax, pair_dist[1]), pair_fraction, pair_dist)
     n = len(centres_um)
     sig = rng.uniform(*sigma_um, size=n)
     amp = rng.uniform(*amplitude, size=n)
