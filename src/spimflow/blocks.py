@@ -162,7 +162,7 @@ class BlockPlan:
     >>> from spimflow.params.detect import DetectParams
     >>> plan = make_plan((100, 1000, 1000), (4.0, 2.0, 2.0), DetectParams())
     >>> len(plan.blocks), plan.overlap, len(plan.batches)
-    (18, (14, 39, 39), 3)
+    (18, (20, 49, 49), 3)
     >>> BlockPlan.from_json(plan.to_json()) == plan
     True
     """
@@ -289,7 +289,7 @@ def check_detect_config(params: DetectParams, voxel_size: Sequence[float], key: 
     >>> small = DetectParams.model_validate({"blocks": {"size": (8, 32, 32)}})
     >>> problems = check_detect_config(small, (4.0, 2.0, 2.0))
     >>> print(problems[0])  # doctest: +ELLIPSIS
-    steps.detect.blocks.size: [8, 32, 32] is smaller than the overlap [14, 39, 39] along z; ...
+    steps.detect.blocks.size: [8, 32, 32] is smaller than the overlap [20, 49, 49] along z; ...
     >>> print(problems[1])
     steps.detect.dog.sigma_outer_um: 6.0 µm needs a kernel of 11 voxels along z, larger than the block size 8
     """
@@ -407,7 +407,7 @@ def make_plan(
     >>> from spimflow.params.detect import DetectParams
     >>> plan = make_plan((100, 1000, 1000), (4.0, 2.0, 2.0), DetectParams())
     >>> len(plan.blocks), plan.blocks[0].read
-    (18, ((0, 78), (0, 423), (0, 423)))
+    (18, ((0, 84), (0, 433), (0, 433)))
     """
 
     if len(shape) != 3 or any(int(s) <= 0 for s in shape):
