@@ -90,7 +90,7 @@ def test_per_resolution_iterations_samples_and_schedule():
     assert affine["NumberOfResolutions"] == ["3"]
     assert affine["FixedImagePyramidSchedule"] == ["8"] * 3 + ["4"] * 3 + ["2"] * 3
     assert affine["MovingImagePyramidSchedule"] == affine["FixedImagePyramidSchedule"]
-    assert bspline["MaximumNumberOfIterations"] == ["300", "300", "500"]
+    assert bspline["MaximumNumberOfIterations"] == ["200", "200", "500"]
     assert bspline["NumberOfSpatialSamples"] == ["2000", "3000", "5000"]
     assert "FixedImagePyramidSchedule" not in bspline  # elastix's default 4, 2, 1
     assert all(m["WriteResultImage"] == ["false"] for m in (affine, bspline))

@@ -73,7 +73,7 @@ class RegisterParams(StrictModel):
     )
     bspline: ElastixStage = Field(
         default_factory=lambda: ElastixStage(
-            resolutions=3, iterations=[300, 300, 500], spatial_samples=[2000, 3000, 5000]
+            resolutions=3, iterations=[200, 200, 500], spatial_samples=[2000, 3000, 5000]
         )
     )
     bspline_grid_spacing_um: float = Field(
