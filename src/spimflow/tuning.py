@@ -876,12 +876,12 @@ class _Search:
 
     def size_runs(self, diameters: Sequence[float], pool: Executor | None) -> None:
         """Run the chain for the cell sizes not run yet, in parallel threads (the kernels release the GIL)."""
-        todo = [d for d in dict.fromkeys(diameters) if d not in self.runs]
-        if pool is None or len(todo) < 2:
-            for d in todo:
+        untried = [d for d in dict.fromkeys(diameters) if d not in self.runs]
+        if pool is None or len(untried) < 2:
+            for d in untried:
                 self.size_run(d)
         else:
-            for future in [pool.submit(self.size_run, d) for d in todo]:
+            for future in [pool.submit(self.size_run, d) for d in untried]:
                 future.result()
 
     def _filters(self, params: DetectParams, read: IntBox, core: IntBox) -> Filtered | None:
@@ -1191,13 +1191,13 @@ def tune_detection(
         nonlocal best
         t = time.perf_counter()
         run = s.size_run(diameter)
-        todo = sorted(v for v in set(thresholds) if (diameter, v) not in tried and v >= run.t_low)
-        tried.update((diameter, v) for v in todo)
+        untried = sorted(v for v in set(thresholds) if (diameter, v) not in tried and v >= run.t_low)
+        tried.update((diameter, v) for v in untried)
         # the lowest first: the base the others are derived from
-        tables = [s.cells_at(diameter, todo[0])] if todo else []
-        tables += pool.map(lambda v: s.cells_at(diameter, v), todo[1:])
-        share = (time.perf_counter() - t) / max(len(todo), 1)
-        for t_value, cells in zip(todo, tables):
+        tables = [s.cells_at(diameter, untried[0])] if untried else []
+        tables += pool.map(lambda v: s.cells_at(diameter, v), untried[1:])
+        share = (time.perf_counter() - t) / max(len(untried), 1)
+        for t_value, cells in zip(untried, tables):
             t = time.perf_counter()
             ranges, m = s.best_ranges(cells, base_ranges)
             seconds = time.perf_counter() - t + share + (0.0 if run.charged else run.seconds)
