@@ -25,6 +25,7 @@ from spimflow.errors import ConfigError, InputFileError
 from spimflow.io.atomic import atomic_path
 from spimflow.io.omezarr import open_ome_zarr
 from spimflow.params.detect import DetectParams
+from spimflow.resources import PROCESS_MB
 from spimflow.steps.detect import (
     detect_block,
     detection_radii,
@@ -434,7 +435,8 @@ def block_memory_mb(
 ) -> int:
     """Estimate the peak memory of one block job.
 
-    About 22 bytes per read voxel (+4 with illumination correction) plus 250 MB.
+    About 22 bytes per read voxel (+4 with illumination correction) plus the task process
+    (:data:`spimflow.resources.PROCESS_MB`; the demo's small blocks peak at 290–330 MB).
 
     Parameters
     ----------
@@ -453,14 +455,14 @@ def block_memory_mb(
     Examples
     --------
     >>> block_memory_mb((64, 384, 384), (10, 20, 20))
-    582
+    832
     """
     if isinstance(plan_or_size, BlockPlan):
         n = plan_or_size.max_read_voxels()
     else:
         n = int(np.prod([s + 2 * o for s, o in zip(plan_or_size, overlap or (0, 0, 0))]))
     per = 22 + (4 if illumination else 0)
-    return int(250 + n * per / 1e6)
+    return int(PROCESS_MB + n * per / 1e6)
 
 
 # -- running blocks ---------------------------------------------------------------------

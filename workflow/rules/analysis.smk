@@ -24,7 +24,7 @@ rule density_maps:
     benchmark:
         bench_path("density_maps")
     resources:
-        mem_mb=6000,
+        mem_mb=job_memory(MEMORY["maps"]),
     params:
         task="maps",
         voxelize=lambda w: cfg(w).steps.voxelize.model_dump(mode="json"),
@@ -58,7 +58,7 @@ rule region_tables:
     benchmark:
         bench_path("region_tables")
     resources:
-        mem_mb=4000,
+        mem_mb=job_memory(MEMORY["tables_atlas"]),
     params:
         task="regions",
         regions=lambda w: cfg(w).steps.regions.model_dump(mode="json"),

@@ -14,7 +14,7 @@ rule annotation_export:
     benchmark:
         bench_path("annotation_export")
     resources:
-        mem_mb=2000,
+        mem_mb=job_memory(MEMORY["annotation_export"]),
     params:
         task="annotate",
         action="export",
@@ -36,7 +36,7 @@ rule annotation_import:
     benchmark:
         bench_path("annotation_import")
     resources:
-        mem_mb=2000,
+        mem_mb=job_memory(MEMORY["tables_signal"]),
     params:
         task="annotate",
         action="import",

@@ -14,7 +14,7 @@ rule threshold_cells:
     benchmark:
         bench_path("threshold_cells")
     resources:
-        mem_mb=2000,
+        mem_mb=job_memory(MEMORY["tables"]),
     params:
         task="cells",
         action="threshold",
@@ -41,7 +41,7 @@ rule qc_cells:
     benchmark:
         bench_path("qc_cells")
     resources:
-        mem_mb=2000,
+        mem_mb=job_memory(MEMORY["tables_signal"]),
     params:
         task="cells",
         action="qc",
@@ -62,7 +62,7 @@ rule cells_atlas:
     benchmark:
         bench_path("cells_atlas")
     resources:
-        mem_mb=2000,
+        mem_mb=job_memory(MEMORY["tables_atlas"]),
     params:
         task="cells_atlas",
         atlas=lambda w: cfg(w).atlas.model_dump(mode="json"),

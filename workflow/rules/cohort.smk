@@ -20,7 +20,7 @@ if COHORT:
         benchmark:
             f"{CD}/benchmarks/region_stats.tsv"
         resources:
-            mem_mb=2000,
+            mem_mb=job_memory(MEMORY["cohort_tables"]),
         params:
             task="cohort",
             action="region_stats",
@@ -71,7 +71,7 @@ if COHORT:
         benchmark:
             f"{CD}/benchmarks/voxel_stats.tsv"
         resources:
-            mem_mb=8000,
+            mem_mb=job_memory(MEMORY["voxel_stats"]),
         params:
             task="cohort",
             action="voxel_stats",
@@ -106,7 +106,7 @@ if COHORT:
         benchmark:
             f"{CD}/benchmarks/plots.tsv"
         resources:
-            mem_mb=4000,
+            mem_mb=job_memory(MEMORY["cohort_tables"]),
         params:
             task="cohort",
             action="plots",
@@ -130,7 +130,7 @@ if COHORT:
         benchmark:
             f"{CD}/benchmarks/p_map_plot.tsv"
         resources:
-            mem_mb=4000,
+            mem_mb=job_memory(MEMORY["cohort_atlas"]),
         params:
             task="cohort",
             action="p_map_plot",

@@ -3,7 +3,9 @@
 # rule files use (rule files hold rules only). Every per-brain path carries the {sample}
 # wildcard, so a cohort is one DAG. Each output path is named once, in the rule that
 # produces it; other rules refer to it as rules.<name>.output.<key>. See docs/outputs.md.
+import errno
 import json
+import os
 from argparse import Namespace
 import re
 import sys
@@ -12,7 +14,8 @@ from pathlib import Path
 from spimflow.blocks import BlockPlan, block_memory_mb
 from spimflow.checks import load_and_check, skip_notice, skipped_stages
 from spimflow.cohort import covariate_table
-from spimflow.errors import ConfigError
+from spimflow import resources as memory
+from spimflow.errors import ConfigError, SpimflowError
 from spimflow.housekeeping import (
     stale_lock_notice,
     sweep_temporaries,
@@ -158,19 +161,92 @@ def register_inputs(wildcards):
     }
 
 
-def detect_memory_mb(wildcards):
+def detect_memory_mb(wildcards, attempt):
     """Memory of one detection block job: from the block plan's largest read region (clipped
-    to the volume), or before there is a plan from the block size and the overlap."""
+    to the volume), or before there is a plan from the block size and the overlap; half as
+    much again for every retry."""
     detect = cfg(wildcards).steps.detect
     plan = Path(expand(rules.detect_plan.output.plan, sample=wildcards.sample)[0])
     if plan.is_file():
-        return block_memory_mb(
+        mb = block_memory_mb(
             BlockPlan.load(plan), illumination=detect.illumination.enabled
         )
-    overlap = detect.blocks.overlap or required_overlap(
-        cfg(wildcards).channels.signal.voxel_size, detect
-    )
-    return block_memory_mb(detect.blocks.size, overlap, detect.illumination.enabled)
+    else:
+        overlap = detect.blocks.overlap or required_overlap(
+            cfg(wildcards).channels.signal.voxel_size, detect
+        )
+        mb = block_memory_mb(detect.blocks.size, overlap, detect.illumination.enabled)
+    return memory.for_attempt(mb, attempt)
+
+
+def job_memory(estimate):
+    """A rule's ``mem_mb``: ``estimate(wildcards, input)`` (MB, from the sizes of what the job
+    reads; see spimflow.resources), evaluated once the job's inputs exist (Snakemake shows
+    <TBD> before), half as much again for every retry (--retries)."""
+
+    def mem_mb(wildcards, input, attempt):
+        missing = next((f for f in input if not os.path.exists(f)), None)
+        if missing is not None:
+            raise FileNotFoundError(errno.ENOENT, "not made yet", missing)
+        try:
+            mb = estimate(wildcards, input)
+        except (
+            SpimflowError
+        ):  # unreadable input: the job itself fails with the clear message
+            mb = memory.FALLBACK_MB
+        return memory.for_attempt(mb, attempt)
+
+    return mem_mb
+
+
+def _atlas(wildcards):
+    return cfg(wildcards).atlas
+
+
+def _cohort_atlas():
+    return next(iter(SAMPLES.values())).atlas
+
+
+MEMORY = {
+    "small": lambda w, i: memory.request(0, 0),
+    "demo": lambda w, i: memory.demo_mb(DEMOS[w.demo_dir].preset),
+    "ingest": lambda w, i: memory.ingest_request(
+        cfg(w).channels.all()[w.channel], cfg(w).ingest
+    ),
+    "resample": lambda w, i: memory.resample_request(
+        cfg(w).channels.all()[w.channel], _atlas(w), i.raw
+    ),
+    "register": lambda w, i: memory.register_request(
+        cfg(w).steps.registration, _atlas(w), i.autofluorescence
+    ),
+    "overlay": lambda w, i: memory.overlay_request(_atlas(w), i.signal),
+    "signal_slabs": lambda w, i: memory.slab_request(i.signal),
+    "tables": lambda w, i: memory.table_request(
+        [f for f in i if f.endswith(".parquet")]
+    ),
+    "tables_signal": lambda w, i: max(
+        memory.table_request([f for f in i if f.endswith(".parquet")]),
+        memory.slab_request(i.signal, factor=8),
+    ),
+    "tables_atlas": lambda w, i: memory.table_request(
+        [f for f in i if f.endswith(".parquet")], _atlas(w)
+    ),
+    "annotation_export": lambda w, i: max(
+        memory.table_request(
+            [f for f in i if f.endswith(".parquet")],
+            _atlas(w) if "registration" in i.keys() else None,
+        ),
+        memory.slab_request(i.signal, factor=8),
+    ),
+    "maps": lambda w, i: memory.maps_request(_atlas(w), i.cells, len(MAP_NAMES)),
+    "cohort_tables": lambda w, i: memory.table_request(
+        [f for f in i if f.endswith(".parquet")]
+    ),
+    "cohort_atlas": lambda w, i: memory.table_request([], _cohort_atlas()),
+    "voxel_stats": lambda w, i: memory.voxel_stats_request(
+        _cohort_atlas(), len(SAMPLES)
+    ),
+}
 
 
 def parallel_jobs():

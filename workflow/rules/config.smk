@@ -7,6 +7,8 @@ rule resolved_config:
         yaml=f"{SD}/config.resolved.yaml",
     log:
         log_path("resolved_config"),
+    resources:
+        mem_mb=job_memory(MEMORY["small"]),
     params:
         task="resolved_config",
         resolved=lambda w: cfg(w).model_dump(mode="json"),
@@ -30,7 +32,7 @@ rule provenance:
     benchmark:
         bench_path("provenance")
     resources:
-        mem_mb=500,
+        mem_mb=job_memory(MEMORY["small"]),
     params:
         task="provenance",
         resolved=lambda w: cfg(w).model_dump(mode="json"),

@@ -10,7 +10,7 @@ rule demo_data:
     benchmark:
         "{demo_dir}/logs/demo_data.tsv"
     resources:
-        mem_mb=2000,
+        mem_mb=job_memory(MEMORY["demo"]),
     params:
         task="demo",
         out_dir=lambda w, output: str(Path(output.manifest).parent),

@@ -13,7 +13,7 @@ checkpoint detect_plan:
     benchmark:
         bench_path("detect_plan")
     resources:
-        mem_mb=1000,
+        mem_mb=job_memory(MEMORY["signal_slabs"]),
         # not a param: a run with other --cores must not re-plan (and redo) the detection
         parallel_jobs=parallel_jobs(),
     params:
@@ -38,7 +38,7 @@ rule detect_illumination:
     benchmark:
         bench_path("detect_illumination")
     resources:
-        mem_mb=2000,
+        mem_mb=job_memory(MEMORY["signal_slabs"]),
     params:
         task="detect",
         action="illumination",
@@ -81,7 +81,7 @@ rule detect_gather:
     benchmark:
         bench_path("detect_gather")
     resources:
-        mem_mb=2000,
+        mem_mb=job_memory(MEMORY["tables"]),
     params:
         task="detect",
         action="gather",

@@ -12,7 +12,7 @@ rule ingest:
     benchmark:
         bench_path("ingest_{channel}")
     resources:
-        mem_mb=1000,
+        mem_mb=job_memory(MEMORY["ingest"]),
     params:
         task="ingest",
         channel=lambda w: cfg(w).channels.all()[w.channel].model_dump(mode="json"),

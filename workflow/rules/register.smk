@@ -25,7 +25,7 @@ rule register:
         bench_path("register")
     threads: 8
     resources:
-        mem_mb=8000,
+        mem_mb=job_memory(MEMORY["register"]),
     params:
         task="register",
         registration=lambda w: cfg(w).steps.registration.model_dump(mode="json"),
@@ -52,7 +52,7 @@ rule atlas_overlay:
     benchmark:
         bench_path("atlas_overlay")
     resources:
-        mem_mb=2000,
+        mem_mb=job_memory(MEMORY["overlay"]),
     params:
         task="atlas_overlay",
         atlas=lambda w: cfg(w).atlas.model_dump(mode="json"),

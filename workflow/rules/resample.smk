@@ -13,7 +13,7 @@ rule resample:
     benchmark:
         bench_path("resample_{channel}")
     resources:
-        mem_mb=4000,
+        mem_mb=job_memory(MEMORY["resample"]),
     params:
         task="resample",
         channel=lambda w: cfg(w).channels.all()[w.channel].model_dump(mode="json"),
