@@ -49,9 +49,23 @@ SLOW_FIXTURES = {
 }
 
 
+# The whole-pipeline runs, each made once per session: every test that reads one runs in the
+# same pytest-xdist worker (so the run is made once, not once per worker).
+SHARED_RUNS = ("cohort_workflow", "demo_workflow", "light_demo_reference")
+
+
+def xdist_group_of(item) -> str:
+    """The pytest-xdist group of a test (``--dist loadgroup``): the whole-pipeline run it
+    reads, else its module (so module-scoped fixtures are made once)."""
+    fixtures = set(getattr(item, "fixturenames", ()))
+    return next((name for name in SHARED_RUNS if name in fixtures), item.nodeid.split("::")[0])
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """Mark every test that needs a slow shared fixture as ``slow`` (``pytest -m "not slow"``
-    is the fast day-to-day loop; CI runs everything)."""
+    is the fast day-to-day loop; CI runs everything), and group tests for the parallel
+    workers (see :func:`xdist_group_of`)."""
     no_display = pytest.mark.skip(reason="napari needs an X display for OpenGL: install Xvfb (apt-get install xvfb)")
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
@@ -59,6 +73,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
         if "make_napari_viewer" in fixtures and not has_display():
             item.add_marker(no_display)
+        item.add_marker(pytest.mark.xdist_group(xdist_group_of(item)))
 
 
 @pytest.fixture(scope="session")
@@ -160,9 +175,21 @@ def demo_workflow(tmp_path_factory):
     return work, wall
 
 
+# What the cohort tests read: the statistics and plots of the cohort (which pull in every
+# brain's registration, cells, region table and density map) and each brain's detection QC
+# (for the report); not the per-brain outputs nothing here reads (atlas overlay, resampled
+# signal, provenance), which the demo run checks.
+COHORT_TARGETS = (
+    "cohort_plots",
+    "cohort_p_map_plot",
+    *(f"results/{s}/cells/qc_cells.png" for s in ("c1", "c2", "c3", "t1", "t2", "t3")),
+)
+
+
 @pytest.fixture(scope="session")
 def cohort_workflow(tmp_path_factory):
-    """The demo cohort (3 + 3 brains and the statistics) as one Snakemake run, once per session.
+    """The demo cohort (3 + 3 brains and the statistics) as one Snakemake run of
+    :data:`COHORT_TARGETS`, once per session.
 
     Returns (workdir, wall seconds). Tests read results from it and must not modify it.
     """
@@ -174,7 +201,7 @@ def cohort_workflow(tmp_path_factory):
     for name in ("cohort.yaml", "cohort_brain.yaml"):
         shutil.copy(REPO / "config" / name, work / "config" / name)
     t0 = time.perf_counter()
-    res = run_snakemake(work, work / "config" / "cohort.yaml", timeout=1800)
+    res = run_snakemake(work, work / "config" / "cohort.yaml", *COHORT_TARGETS, timeout=1800)
     wall = time.perf_counter() - t0
     assert res.returncode == 0, res.stderr[-6000:]
     return work, wall

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import zarr
-from conftest import run_snakemake
+from conftest import COHORT_TARGETS, run_snakemake
 from PIL import Image
 
 from spimflow.atlas import load_brainglobe
@@ -78,7 +78,7 @@ def test_plots_are_pictures(cohort_workflow):
 
 def test_one_html_report(cohort_workflow):
     work, _ = cohort_workflow
-    res = run_snakemake(work, work / "config" / "cohort.yaml", "--report", str(work / "report.html"))
+    res = run_snakemake(work, work / "config" / "cohort.yaml", *COHORT_TARGETS, "--report", str(work / "report.html"))
     assert res.returncode == 0, res.stderr[-3000:]
     html = (work / "report.html").read_text(errors="replace")
     assert len(html) > 100_000
