@@ -103,6 +103,8 @@ def test_no_module_imports_in_a_circle():
         ("spimflow.atlas", ("spimflow.tasks", "spimflow.steps", "spimflow.cli")),
         ("spimflow.params", ("spimflow.tasks", "spimflow.steps", "spimflow.config", "spimflow.io")),
         ("spimflow.io", ("spimflow.tasks", "spimflow.steps", "spimflow.config")),
+        # the memory requests are read in Snakemake's main process from headers only
+        ("spimflow.resources", ("spimflow.tasks", "spimflow.cli", "spimflow.checks", "spimflow.blocks")),
     ],
 )
 def test_layers_import_downwards(layer, forbidden):

@@ -444,8 +444,7 @@ def register_request(registration, atlas_cfg, autofluorescence_path: str | Path,
 def overlay_request(atlas_cfg, signal_path: str | Path, base: str | Path = ".") -> int:
     """``mem_mb`` of rule atlas_overlay: the overlay grid's slabs and the atlas."""
     from spimflow.io.omezarr import open_ome_zarr
-    from spimflow.steps.cells_atlas import overlay_factor
-    from spimflow.tasks.atlas_overlay import SLAB_VOXELS
+    from spimflow.steps.cells_atlas import OVERLAY_SLAB_VOXELS, overlay_factor
 
     shape, _, _ = zarr_image_size(signal_path)
     raw_vs = open_ome_zarr(signal_path).voxel_size
@@ -453,7 +452,7 @@ def overlay_request(atlas_cfg, signal_path: str | Path, base: str | Path = ".") 
     factor = overlay_factor(raw_vs, atlas_vs)
     overlay = [-(-n // f) for n, f in zip(shape, factor)]
     plane = voxels(overlay[1:])
-    slab = min(voxels(overlay), max(plane, (SLAB_VOXELS // max(1, plane)) * plane))
+    slab = min(voxels(overlay), max(plane, (OVERLAY_SLAB_VOXELS // max(1, plane)) * plane))
     return overlay_mb(slab, n_atlas)
 
 

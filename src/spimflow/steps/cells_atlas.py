@@ -64,6 +64,11 @@ def _names(codes: np.ndarray, name_of) -> np.ndarray:
     return names[inverse.reshape(-1)] if len(codes) else np.empty(0, dtype=object)
 
 
+#: Overlay voxels mapped through the transform per step of the atlas overlay (~100 bytes
+#: each while mapping; see spimflow.resources.overlay_mb).
+OVERLAY_SLAB_VOXELS = 4_000_000
+
+
 def overlay_factor(raw_voxel_size: Sequence[float], atlas_voxel_size: Sequence[float]) -> tuple[int, int, int]:
     """Pooling factor per raw axis for an atlas-label overlay on the raw grid: the coarsest
     whole factor whose voxels stay at most half the finest atlas voxel (so looking up the

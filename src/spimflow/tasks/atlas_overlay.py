@@ -19,12 +19,10 @@ from spimflow.atlas import load_atlas
 from spimflow.config import AtlasConfig
 from spimflow.io.atomic import atomic_path
 from spimflow.io.omezarr import create_ome_zarr, open_ome_zarr
-from spimflow.steps.cells_atlas import overlay_centres, overlay_factor, regions_at_raw
+from spimflow.steps.cells_atlas import OVERLAY_SLAB_VOXELS, overlay_centres, overlay_factor, regions_at_raw
 from spimflow.transforms import SampleAtlasTransform
 
 log = logging.getLogger(__name__)
-
-SLAB_VOXELS = 4_000_000  # overlay voxels mapped per step (~100 bytes each while mapping)
 
 
 def run(smk: Any) -> None:
@@ -35,7 +33,7 @@ def run(smk: Any) -> None:
     shape = tuple(-(-n // f) for n, f in zip(raw.shape, factor))
     voxel = tuple(v * f for v, f in zip(raw.voxel_size, factor))
     offset_um = [v * (f - 1) / 2.0 for v, f in zip(raw.voxel_size, factor)]
-    step = max(1, SLAB_VOXELS // max(1, shape[1] * shape[2]))
+    step = max(1, OVERLAY_SLAB_VOXELS // max(1, shape[1] * shape[2]))
     attrs = {
         "factor": list(factor),
         "translation_um": offset_um,
