@@ -154,3 +154,26 @@ def test_every_cohort_job_asks_for_what_it_uses(cohort_workflow):
     work, _ = cohort_workflow
     rules = check_requests(work)
     assert {"cohort_voxel_stats", "cohort_region_stats", "cohort_plots"} <= rules
+
+
+def test_an_unreadable_source_still_runs_to_the_message_naming_it(tmp_path):
+    """A source whose header cannot be read: the memory request falls back to
+    FALLBACK_MB (no traceback from the request), the ingest job runs and fails with the
+    message naming the file, and nothing complete-looking is left."""
+    import yaml
+    from conftest import run_snakemake
+
+    (tmp_path / "signal.tif").write_bytes(b"not a TIFF at all" * 100)
+    cfg = {
+        "sample": "s1",
+        "results": "results",
+        "channels": {"signal": {"source": {"format": "tiff", "path": "signal.tif"}, "voxel_size": [4, 2, 2]}},
+    }
+    (tmp_path / "sample.yaml").write_text(yaml.safe_dump(cfg))
+    proc = run_snakemake(tmp_path, tmp_path / "sample.yaml", "results/s1/raw/signal.ome.zarr", timeout=300)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert f"mem_mb={mem.FALLBACK_MB}" in out
+    assert "InputFunctionException" not in out and "Traceback" not in out
+    assert "signal.tif" in (tmp_path / "results/s1/logs/ingest_signal.log").read_text()
+    assert not (tmp_path / "results/s1/raw/signal.ome.zarr").exists()

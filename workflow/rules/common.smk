@@ -190,9 +190,8 @@ def job_memory(estimate):
             raise FileNotFoundError(errno.ENOENT, "not made yet", missing)
         try:
             mb = estimate(wildcards, input)
-        except (
-            SpimflowError
-        ):  # unreadable input: the job itself fails with the clear message
+        except (SpimflowError, OSError, ValueError):
+            # an unreadable input: the job itself fails with the message naming the file
             mb = memory.FALLBACK_MB
         return memory.for_attempt(mb, attempt)
 
