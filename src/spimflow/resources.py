@@ -148,22 +148,27 @@ def tables_bytes(paths: Sequence[str | Path]) -> float:
     return float(sum(rows * cols * 8 for rows, cols in (table_size(p) for p in paths)))
 
 
-@lru_cache(maxsize=64)
-def _volume_header(path: str, mtime: float) -> tuple[tuple[int, ...], int]:
-    import SimpleITK as sitk
+def _tiff_header(source) -> tuple[tuple[int, ...], int]:
     import tifffile
 
-    name = path.lower()
-    if name.endswith((".tif", ".tiff")):
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            return tuple(int(s) for s in series.shape), int(np.dtype(series.dtype).itemsize)
-    if name.endswith((".tif.lzma", ".tiff.lzma")):
-        import io
+    with tifffile.TiffFile(source) as tif:
+        series = tif.series[0]
+        return tuple(int(s) for s in series.shape), int(np.dtype(series.dtype).itemsize)
 
-        with tifffile.TiffFile(io.BytesIO(lzma.decompress(Path(path).read_bytes()))) as tif:
-            series = tif.series[0]
-            return tuple(int(s) for s in series.shape), int(np.dtype(series.dtype).itemsize)
+
+@lru_cache(maxsize=64)
+def _volume_header(path: str, mtime: float) -> tuple[tuple[int, ...], int]:
+    import io
+
+    import SimpleITK as sitk
+
+    from spimflow.atlas.loaders import _suffix
+
+    suffix = _suffix(Path(path))  # the atlas loader's own reading of the file type
+    if suffix in (".tif", ".tiff"):
+        return _tiff_header(path)
+    if suffix in (".tif.lzma", ".tiff.lzma"):
+        return _tiff_header(io.BytesIO(lzma.decompress(Path(path).read_bytes())))
     reader = sitk.ImageFileReader()
     reader.SetFileName(path)
     reader.ReadImageInformation()
@@ -446,8 +451,8 @@ def overlay_request(atlas_cfg, signal_path: str | Path, base: str | Path = ".") 
     from spimflow.io.omezarr import open_ome_zarr
     from spimflow.steps.cells_atlas import OVERLAY_SLAB_VOXELS, overlay_factor
 
-    shape, _, _ = zarr_image_size(signal_path)
-    raw_vs = open_ome_zarr(signal_path).voxel_size
+    raw = open_ome_zarr(signal_path)  # metadata only: shape and voxel size
+    shape, raw_vs = tuple(raw.shape), raw.voxel_size
     n_atlas, atlas_vs = atlas_grid(atlas_cfg, base)
     factor = overlay_factor(raw_vs, atlas_vs)
     overlay = [-(-n // f) for n, f in zip(shape, factor)]
@@ -468,7 +473,7 @@ def table_request(
 ) -> int:
     """``mem_mb`` of a job on cell tables, with the atlas's volumes when it reads them."""
     n_atlas = atlas_grid(atlas_cfg, base)[0] if atlas_cfg is not None else 0
-    return table_job_mb(tables_bytes(table_paths), n_atlas, atlas_copies if atlas_cfg is not None else 0)
+    return table_job_mb(tables_bytes(table_paths), n_atlas, atlas_copies)
 
 
 def maps_request(atlas_cfg, cells_path: str | Path, n_maps: int, base: str | Path = ".") -> int:

@@ -14,7 +14,7 @@ rule annotation_export:
     benchmark:
         bench_path("annotation_export")
     resources:
-        mem_mb=job_memory(MEMORY["annotation_export"]),
+        mem_mb=job_memory(MEMORY["tables_signal"]),
     params:
         task="annotate",
         action="export",

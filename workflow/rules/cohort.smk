@@ -20,7 +20,7 @@ if COHORT:
         benchmark:
             f"{CD}/benchmarks/region_stats.tsv"
         resources:
-            mem_mb=job_memory(MEMORY["cohort_tables"]),
+            mem_mb=job_memory(MEMORY["tables"]),
         params:
             task="cohort",
             action="region_stats",
@@ -106,7 +106,7 @@ if COHORT:
         benchmark:
             f"{CD}/benchmarks/plots.tsv"
         resources:
-            mem_mb=job_memory(MEMORY["cohort_tables"]),
+            mem_mb=job_memory(MEMORY["tables"]),
         params:
             task="cohort",
             action="plots",

@@ -202,8 +202,9 @@ def _atlas(wildcards):
     return cfg(wildcards).atlas
 
 
-def _cohort_atlas():
-    return next(iter(SAMPLES.values())).atlas
+def _parquets(input):
+    """The job's input tables."""
+    return [f for f in input if f.endswith(".parquet")]
 
 
 MEMORY = {
@@ -220,30 +221,19 @@ MEMORY = {
     ),
     "overlay": lambda w, i: memory.overlay_request(_atlas(w), i.signal),
     "signal_slabs": lambda w, i: memory.slab_request(i.signal),
-    "tables": lambda w, i: memory.table_request(
-        [f for f in i if f.endswith(".parquet")]
-    ),
+    "tables": lambda w, i: memory.table_request(_parquets(i)),
+    # tables and slabs of the signal (and the atlas when the job reads the registration)
     "tables_signal": lambda w, i: max(
-        memory.table_request([f for f in i if f.endswith(".parquet")]),
-        memory.slab_request(i.signal, factor=8),
-    ),
-    "tables_atlas": lambda w, i: memory.table_request(
-        [f for f in i if f.endswith(".parquet")], _atlas(w)
-    ),
-    "annotation_export": lambda w, i: max(
         memory.table_request(
-            [f for f in i if f.endswith(".parquet")],
-            _atlas(w) if "registration" in i.keys() else None,
+            _parquets(i), _atlas(w) if "registration" in i.keys() else None
         ),
         memory.slab_request(i.signal, factor=8),
     ),
+    "tables_atlas": lambda w, i: memory.table_request(_parquets(i), _atlas(w)),
     "maps": lambda w, i: memory.maps_request(_atlas(w), i.cells, len(MAP_NAMES)),
-    "cohort_tables": lambda w, i: memory.table_request(
-        [f for f in i if f.endswith(".parquet")]
-    ),
-    "cohort_atlas": lambda w, i: memory.table_request([], _cohort_atlas()),
+    "cohort_atlas": lambda w, i: memory.table_request([], cohort_atlas_config()),
     "voxel_stats": lambda w, i: memory.voxel_stats_request(
-        _cohort_atlas(), len(SAMPLES)
+        cohort_atlas_config(), len(SAMPLES)
     ),
 }
 
@@ -285,9 +275,14 @@ def cohort_atlas_inputs(wildcards):
     return atlas_inputs(Namespace(sample=next(iter(SAMPLES))))
 
 
+def cohort_atlas_config():
+    """The cohort's AtlasConfig (the same in every sample, checked)."""
+    return next(iter(SAMPLES.values())).atlas
+
+
 def cohort_atlas():
-    """The cohort's atlas config (the same in every sample, checked)."""
-    return next(iter(SAMPLES.values())).atlas.model_dump(mode="json")
+    """The cohort's atlas config as handed to a task."""
+    return cohort_atlas_config().model_dump(mode="json")
 
 
 def annotation_export_inputs(wildcards):
